@@ -7,10 +7,14 @@ Any secret may instead be read from a file named by ``<key>_file`` (the ``*_FILE
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 import tomllib
+from collections.abc import Iterator
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -22,7 +26,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 REAL_AUTHORITY_HOST = "https://login.microsoftonline.com"
 REAL_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
@@ -36,21 +46,67 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _invalid(key: str, problem: str) -> PydanticCustomError:
+    """An error about one key of a section, raised where only the whole section is checked.
+
+    Pydantic places a model validator's error at the section; ``key`` (in the context) lets
+    ``format_validation_error`` name the setting the technician has to change.
+    """
+    return PydanticCustomError("invalid_setting", "{problem}", {"key": key, "problem": problem})
+
+
+_TENANT_ID = re.compile(r"^[0-9A-Za-z.\-]+$")
+_CLIENT_ID = re.compile(r"^[0-9A-Za-z\-]+$")
+_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+
+
 class TenantSettings(_Section):
     """Which Microsoft 365 tenant to read, and how the app proves who it is."""
 
-    tenant_id: str = Field(min_length=1, pattern=r"^[0-9A-Za-z.\-]+$")
-    client_id: str = Field(min_length=1, pattern=r"^[0-9A-Za-z\-]+$")
+    tenant_id: str
+    client_id: str
     client_secret: SecretStr | None = None
     client_secret_file: Path | None = None
     certificate_path: Path | None = None
-    certificate_thumbprint: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{40}$")
+    certificate_thumbprint: str | None = None
     authority_host: str = REAL_AUTHORITY_HOST
     graph_base_url: str = REAL_GRAPH_BASE_URL
     ca_bundle: Path | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     max_retries: int = Field(default=5, ge=0, le=20)
     max_retry_wait_seconds: float = Field(default=60.0, gt=0, le=600)
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_id_shape(cls, value: str) -> str:
+        if not _TENANT_ID.fullmatch(value):
+            raise ValueError(
+                "must be the Directory (tenant) ID, a GUID, or the tenant's domain name: "
+                "letters, digits, dots and hyphens only, with no spaces or quotes"
+            )
+        return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id_shape(cls, value: str) -> str:
+        if not _CLIENT_ID.fullmatch(value):
+            raise ValueError(
+                "must be the app registration's Application (client) ID, a GUID: "
+                "letters, digits and hyphens only, with no spaces or quotes"
+            )
+        return value
+
+    @field_validator("certificate_thumbprint")
+    @classmethod
+    def _thumbprint_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _THUMBPRINT.fullmatch(value):
+            raise ValueError(
+                f"must be the certificate's thumbprint: exactly 40 hexadecimal characters "
+                f"(0-9, A-F) with no spaces or colons, but this value has {len(value)} "
+                "characters"
+                + ("" if re.fullmatch(r"[0-9A-Fa-f]*", value) else " including non-hex ones")
+            )
+        return value
 
     @field_validator("authority_host", "graph_base_url")
     @classmethod
@@ -65,23 +121,39 @@ class TenantSettings(_Section):
             try:
                 secret = self.client_secret_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ValueError(
-                    f"client_secret_file {self.client_secret_file} cannot be read: {exc.strerror}"
-                ) from exc
+                raise _invalid(
+                    "client_secret_file",
+                    f"the file {self.client_secret_file} cannot be read ({exc.strerror})",
+                ) from None
+            if not secret:
+                raise _invalid("client_secret_file", f"the file {self.client_secret_file} is empty")
             object.__setattr__(self, "client_secret", SecretStr(secret))
         has_secret = self.client_secret is not None and bool(self.client_secret.get_secret_value())
         has_cert = self.certificate_path is not None
-        if has_secret == has_cert:
-            raise ValueError(
-                "set exactly one credential: client_secret (or client_secret_file), "
-                "or certificate_path with certificate_thumbprint"
+        if has_secret and has_cert:
+            raise _invalid(
+                "client_secret",
+                "both a client secret and a certificate are set; keep only one credential "
+                "(a certificate is preferred, so remove client_secret or client_secret_file "
+                "and REMOTE_GUARD_TENANT__CLIENT_SECRET)",
+            )
+        if not has_secret and not has_cert:
+            raise _invalid(
+                "certificate_path",
+                "no credential is set; set certificate_path with certificate_thumbprint "
+                "(preferred), or a client secret through REMOTE_GUARD_TENANT__CLIENT_SECRET "
+                "or client_secret_file",
             )
         if has_cert and not self.certificate_thumbprint:
-            raise ValueError("certificate_path needs certificate_thumbprint (40 hex characters)")
+            raise _invalid(
+                "certificate_thumbprint",
+                "is required with certificate_path (the 40 hexadecimal characters Entra shows "
+                "beside the uploaded certificate)",
+            )
         if self.certificate_path is not None and not self.certificate_path.is_file():
-            raise ValueError(f"certificate_path {self.certificate_path} does not exist")
+            raise _invalid("certificate_path", f"the file {self.certificate_path} does not exist")
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
-            raise ValueError(f"ca_bundle {self.ca_bundle} does not exist")
+            raise _invalid("ca_bundle", f"the file {self.ca_bundle} does not exist")
         return self
 
     @property
@@ -104,10 +176,23 @@ class DatabaseSettings(_Section):
     @classmethod
     def _known_backend(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
-            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+            # Only the scheme is echoed: the rest of a URL may hold a password.
+            scheme = value.split(":", 1)[0] if ":" in value else value[:20]
+            raise ValueError(
+                f"uses an unsupported database ({scheme!r}); it must start with sqlite:/// "
+                "(a file) or postgresql+psycopg:// (PostgreSQL through psycopg 3)"
+            )
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A PostgreSQL URL may carry a password; repr() and str() must not show it.
+        yield "url", _hide_password(self.url)
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 class PollSettings(_Section):
@@ -128,11 +213,19 @@ class PollSettings(_Section):
 class DirectorySettings(_Section):
     """The Entra group ids that say who is who. Members are read transitively."""
 
-    staff_group_ids: tuple[str, ...] = Field(min_length=1)
-    pupil_group_ids: tuple[str, ...] = Field(min_length=1)
+    staff_group_ids: tuple[str, ...]
+    pupil_group_ids: tuple[str, ...]
     slt_group_ids: tuple[str, ...] = ()
     dsl_group_ids: tuple[str, ...] = ()
     deputy_dsl_group_ids: tuple[str, ...] = ()
+
+    @field_validator("staff_group_ids", "pupil_group_ids")
+    @classmethod
+    def _not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Without these groups nobody can be told apart from a pupil, so every check would fail.
+        if not value:
+            raise ValueError("is empty; list at least one Entra group id (the group's Object ID)")
+        return value
 
 
 class SchoolSettings(_Section):
@@ -144,13 +237,15 @@ class SchoolSettings(_Section):
 
 
 class TermSettings(_Section):
+    """One term (or half term), first and last day inclusive."""
+
     start: date
     end: date
 
     @model_validator(mode="after")
     def _ordered(self) -> TermSettings:
         if self.end < self.start:
-            raise ValueError(f"term ends ({self.end}) before it starts ({self.start})")
+            raise _invalid("end", f"this term ends ({self.end}) before it starts ({self.start})")
         return self
 
 
@@ -169,20 +264,31 @@ class SchoolDaySettings(_Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
+            raise ValueError(
+                f"{value!r} is not a known time zone; use an IANA name such as Europe/London"
+            ) from exc
         return value
 
     @field_validator("weekdays")
     @classmethod
     def _iso_weekdays(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(day < 1 or day > 7 for day in value):
-            raise ValueError("ISO weekday numbers 1 (Monday) to 7 (Sunday)")
+        if not value:
+            raise ValueError("is empty; list the school days as ISO weekday numbers")
+        wrong = [day for day in value if day < 1 or day > 7]
+        if wrong:
+            raise ValueError(
+                f"{wrong[0]} is not an ISO weekday number; use 1 (Monday) to 7 (Sunday)"
+            )
         return value
 
     @model_validator(mode="after")
     def _ordered(self) -> SchoolDaySettings:
         if self.end <= self.start:
-            raise ValueError(f"the school day ends ({self.end}) before it starts ({self.start})")
+            raise _invalid(
+                "end",
+                f"the school day ends ({self.end:%H:%M}) at or before it starts "
+                f"({self.start:%H:%M})",
+            )
         return self
 
     @property
@@ -204,6 +310,8 @@ class PrivacySettings(_Section):
 
 
 class LoggingSettings(_Section):
+    """How much remote_guard logs, and whether as JSON lines or for a person at a terminal."""
+
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
@@ -246,38 +354,89 @@ _EXAMPLES: dict[str, str] = {
     "tenant.tenant_id": 'tenant_id = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"',
     "tenant.client_id": 'client_id = "11111111-2222-3333-4444-555555555555"',
     "tenant.client_secret": 'client_secret_file = "/run/secrets/remote_guard_client_secret"',
+    "tenant.client_secret_file": 'client_secret_file = "/run/secrets/remote_guard_client_secret"',
     "tenant.certificate_path": 'certificate_path = "/etc/remote_guard/app-cert.pem"',
     "tenant.certificate_thumbprint": 'certificate_thumbprint = "A1B2C3D4E5F60718293A4B5C6D7E8F9012345678"',
     "tenant.authority_host": 'authority_host = "https://login.microsoftonline.com"',
     "tenant.graph_base_url": 'graph_base_url = "https://graph.microsoft.com/v1.0"',
     "tenant.ca_bundle": 'ca_bundle = "/etc/ssl/certs/school-proxy-ca.pem"',
     "tenant.timeout_seconds": "timeout_seconds = 30",
-    "database.url": 'url = "sqlite:///var/remote_guard.db"',
+    "tenant.max_retries": "max_retries = 5",
+    "tenant.max_retry_wait_seconds": "max_retry_wait_seconds = 60",
+    "database.url": 'url = "postgresql+psycopg://remote_guard@db.school.internal/remote_guard"',
     "poll.interval_seconds": "interval_seconds = 300",
     "poll.lookback_hours": "lookback_hours = 36",
     "poll.lookahead_days": "lookahead_days = 7",
+    "poll.page_size": "page_size = 50",
+    "poll.data_settle_minutes": "data_settle_minutes = 90",
     "directory.staff_group_ids": 'staff_group_ids = ["aaaaaaaa-0000-0000-0000-000000000001"]',
     "directory.pupil_group_ids": 'pupil_group_ids = ["aaaaaaaa-0000-0000-0000-000000000002"]',
+    "directory.slt_group_ids": 'slt_group_ids = ["aaaaaaaa-0000-0000-0000-000000000003"]',
+    "directory.dsl_group_ids": 'dsl_group_ids = ["aaaaaaaa-0000-0000-0000-000000000004"]',
+    "directory.deputy_dsl_group_ids": 'deputy_dsl_group_ids = ["aaaaaaaa-0000-0000-0000-000000000005"]',
     "school_day.timezone": 'timezone = "Europe/London"',
     "school_day.start": 'start = "08:45"',
     "school_day.end": 'end = "15:30"',
     "school_day.weekdays": "weekdays = [1, 2, 3, 4, 5]",
     "school_day.terms": "[[school_day.terms]]\nstart = 2026-09-03\nend = 2026-10-23",
     "policy.profile": 'profile = "bramham-shadwell"',
+    "policy.profile_dirs": 'profile_dirs = ["config/policies"]',
+    "privacy.store_chat_text": "store_chat_text = false",
     "logging.level": 'level = "info"',
     "logging.format": 'format = "auto"',
     "schools": '[[schools]]\nkey = "bramham"\nname = "Bramham Primary"\ngroup_ids = ["..."]',
 }
 
+_APP = (
+    "Microsoft Entra admin centre (entra.microsoft.com) > App registrations > your remote_guard app"
+)
+_GROUP = "Entra admin centre > Groups > All groups > the group > Overview > Object ID"
 
-def _key_of(location: tuple[int | str, ...]) -> str:
-    parts = [str(part) for part in location if not isinstance(part, int)]
-    return ".".join(parts) if parts else "(top level)"
+# Where a technician finds the value, shown beside the example.
+_WHERE: dict[str, str] = {
+    "tenant.tenant_id": "Microsoft Entra admin centre (entra.microsoft.com) > Overview > Tenant ID",
+    "tenant.client_id": f"{_APP} > Overview > Application (client) ID",
+    "tenant.client_secret": f"{_APP} > Certificates & secrets > Client secrets (the Value, shown once)",
+    "tenant.client_secret_file": "a file only the remote_guard service account can read, holding the secret's Value",
+    "tenant.certificate_path": f"the PEM file whose public part is uploaded at {_APP} > Certificates & secrets > Certificates",
+    "tenant.certificate_thumbprint": f"{_APP} > Certificates & secrets > Certificates > Thumbprint",
+    "tenant.ca_bundle": "ask whoever runs the school's web filter for its root certificate (PEM)",
+    "directory.staff_group_ids": _GROUP,
+    "directory.pupil_group_ids": _GROUP,
+    "directory.slt_group_ids": _GROUP,
+    "directory.dsl_group_ids": _GROUP,
+    "directory.deputy_dsl_group_ids": _GROUP,
+}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings model inside a field's type (``TermSettings`` in ``tuple[TermSettings, ...]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(names: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Settings
+    for name in names:
+        field = model.model_fields.get(name)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return None
+        model = inner
+    return model
 
 
 def _example_for(key: str) -> str:
-    if key in _EXAMPLES:
-        return _EXAMPLES[key]
+    parts = key.split(".")
+    while parts:
+        if ".".join(parts) in _EXAMPLES:
+            return _EXAMPLES[".".join(parts)]
+        parts.pop()
     section = key.split(".", 1)[0]
     for known, example in _EXAMPLES.items():
         if known.startswith(section + "."):
@@ -285,18 +444,65 @@ def _example_for(key: str) -> str:
     return "see config/example.toml"
 
 
+def _env_variable_for(names: list[str]) -> str | None:
+    """The ``REMOTE_GUARD_*`` variable that set this key, if one is set."""
+    wanted = "REMOTE_GUARD_" + "__".join(names).upper()
+    return wanted if any(name.upper() == wanted for name in os.environ) else None
+
+
+def _describe(item: ErrorDetails) -> list[str]:
+    """The lines explaining one pydantic error: key, problem, example and where to look."""
+    location = tuple(item["loc"])
+    names = [str(part) for part in location if not isinstance(part, int)]
+    context = item.get("ctx") or {}
+    if isinstance(context.get("key"), str):
+        names.append(context["key"])
+    key = ".".join(names) if names else "(top level)"
+    where = ""
+    for position, part in enumerate(location):
+        if isinstance(part, int):
+            owner = ".".join(str(p) for p in location[:position] if not isinstance(p, int))
+            where = f" (item {part + 1} of {owner})"
+    problem = str(item["msg"]).removeprefix("Value error, ")
+    example_key = key
+    if item["type"] == "missing":
+        problem = "is required but not set"
+    elif item["type"] == "extra_forbidden":
+        parent = names[:-1]
+        model = _model_at(parent)
+        known = sorted(model.model_fields) if model is not None else []
+        guess = difflib.get_close_matches(names[-1], known, n=1, cutoff=0.6)
+        section = f"[{'.'.join(parent)}]" if parent else "the top level"
+        if guess:
+            problem = f"is not a known setting in {section}; did you mean {guess[0]}?"
+            example_key = ".".join([*parent, guess[0]])
+        else:
+            problem = (
+                f"is not a known setting in {section} (check its spelling and section); "
+                f"the settings there are {', '.join(known)}"
+            )
+    ending = "" if problem.endswith((".", "?")) else "."
+    lines = [f"  - key {key}{where}: {problem}{ending}"]
+    variable = _env_variable_for(names) if not where else None
+    if variable is not None:
+        lines.append(
+            f"    This value came from the environment variable {variable}, which overrides the file."
+        )
+    example = _example_for(example_key).replace("\n", "\n      ")
+    lines.append(f"    Example of a good value: {example}")
+    if example_key in _WHERE:
+        lines.append(f"    Where to find it: {_WHERE[example_key]}")
+    return lines
+
+
 def format_validation_error(source: str, error: ValidationError) -> str:
-    """Turn a pydantic error into lines naming the file, the key, the problem and a good value."""
+    """Turn a pydantic error into lines naming the file, the key, the problem and a good value.
+
+    The values themselves are never repeated: a wrong value may be a secret.
+    """
     lines = [f"{source}: the configuration is not valid."]
     for item in error.errors():
-        key = _key_of(tuple(item["loc"]))
-        problem = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            problem = "is required but not set"
-        elif item["type"] == "extra_forbidden":
-            problem = "is not a known setting (check its spelling and section)"
-        lines.append(f"  - key {key}: {problem}.")
-        lines.append(f"    Example of a good value: {_example_for(key)}")
+        lines.extend(_describe(item))
     return "\n".join(lines)
 
 
@@ -309,17 +515,24 @@ def load_settings(path: Path, *, overrides: dict[str, Any] | None = None) -> Set
     """
     try:
         raw = path.read_bytes()
-    except FileNotFoundError as exc:
+    except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such configuration file. Copy config/example.toml to {path} and fill in "
-            "your tenant's ids, or pass --config PATH."
-        ) from exc
+            "your tenant's ids, or pass --config PATH.\n"
+            "    Example of a good value: --config /etc/remote_guard/remote_guard.toml"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from exc
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        # utf-8-sig: Windows Notepad may save the file with a byte-order mark, which TOML rejects.
+        data = tomllib.loads(raw.decode("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: is not valid TOML ({exc}).") from exc
+        raise ConfigError(
+            f"{path}: is not valid TOML ({exc}). Write each setting as key = value under its "
+            "[section]; text needs double quotes, and Windows paths need forward slashes or "
+            "single quotes.\n"
+            '    Example of a good value: [tenant]\n      tenant_id = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"'
+        ) from None
     if overrides:
         data = _deep_merge(data, overrides)
     return settings_from_mapping(data, source=str(path))
@@ -331,10 +544,19 @@ def settings_from_mapping(data: dict[str, Any], *, source: str) -> Settings:
     Raises:
         ConfigError: a value is wrong; the message names ``source``, the key and a good value.
     """
+    # "from None" on purpose: a chained ValidationError prints each wrong input value,
+    # which for a mistyped key such as "client_secrt" is the secret itself.
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from exc
+        raise ConfigError(format_validation_error(source, exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(
+            f"{source}: a REMOTE_GUARD_* environment variable cannot be read ({exc}). A list "
+            "or table given in an environment variable must be JSON.\n"
+            "    Example of a good value: "
+            """REMOTE_GUARD_DIRECTORY__STAFF_GROUP_IDS='["aaaaaaaa-0000-0000-0000-000000000001"]'"""
+        ) from None
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

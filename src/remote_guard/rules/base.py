@@ -7,9 +7,8 @@ clause, level (SHALL/SHOULD) and version taken from the school's profile.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
@@ -93,6 +92,23 @@ class Finding(BaseModel):
         return f"{self.clause_id}v{self.clause_version}"
 
 
+class NoParams(BaseModel):
+    """For rules that take no parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class SchoolDay:
+    """The school day and terms, for rules about when contact may happen."""
+
+    timezone: str
+    start: time
+    end: time
+    weekdays: frozenset[int]
+    terms: tuple[tuple[date, date], ...] = ()
+
+
 @dataclass(frozen=True)
 class RuleContext:
     """What a rule may know besides the snapshot: the time, its parameters, the registers."""
@@ -100,7 +116,8 @@ class RuleContext:
     now: datetime
     tenant_id: str
     registers: Registers = field(default_factory=Registers)
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: BaseModel = field(default_factory=NoParams)
+    school_day: SchoolDay | None = None
 
 
 class Rule(Protocol):
@@ -111,7 +128,7 @@ class Rule(Protocol):
     clauses: ClassVar[tuple[str, ...]]  # catalogue clause ids this rule was written to enforce
     severity: ClassVar[Severity]
     requires: ClassVar[frozenset[Missing]]
-    default_params: ClassVar[Mapping[str, Any]]
+    Params: ClassVar[type[BaseModel]]  # the parameters a profile may set, with their defaults
 
     def evaluate(self, snapshot: SessionSnapshot, context: RuleContext) -> list[Outcome]:
         """Return the outcomes for ``snapshot``; pure, no I/O."""

@@ -1,0 +1,632 @@
+"""Finds each remote session and builds its snapshot from Graph.
+
+There is no "list online meetings" call in Graph v1.0, so sessions are found on staff calendars;
+peer-to-peer calls and ad-hoc meetings are found in call records. Each session is then resolved:
+meeting options, who attended when, the meeting chat (who posted; text only if the school opts
+in) and recordings. Whatever could not be read is recorded in ``missing`` with the reason, so a
+rule reports ``error`` rather than passing. No rule logic lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import structlog
+
+from remote_guard.clock import Clock
+from remote_guard.collect.snapshot import (
+    ChannelRef,
+    ChatActivity,
+    Interval,
+    MeetingSettings,
+    Missing,
+    Person,
+    PersonKind,
+    Presence,
+    RecordingEvent,
+    SessionKind,
+    SessionSnapshot,
+)
+from remote_guard.directory.service import Directory
+from remote_guard.graph.client import PREFER_UNKNOWN_ENUMS, GraphClient
+from remote_guard.graph.errors import GraphError
+from remote_guard.graph.models import (
+    AttendanceRecord,
+    CallRecord,
+    CallRecordParticipant,
+    Channel,
+    ChatMessage,
+    Event,
+    MeetingAttendanceReport,
+    OnlineMeeting,
+    PayloadError,
+    Team,
+    parse,
+)
+from remote_guard.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+PREFER = {"Prefer": PREFER_UNKNOWN_ENUMS}
+
+# Meeting links of providers other than Teams, found in an invitation's body or location.
+FOREIGN_LINK = re.compile(
+    r"https?://(?:[\w-]+\.)*(?:zoom\.us|zoom\.com|zoomgov\.com|meet\.google\.com|webex\.com|"
+    r"whereby\.com|gotomeeting\.com|goto\.com|meet\.jit\.si|join\.skype\.com|discord\.gg|"
+    r"discord\.com|facetime\.apple\.com|bluejeans\.com|chime\.aws)(?:/[^\s\"'<>]*)?",
+    re.IGNORECASE,
+)
+TEAMS_JOIN = re.compile(r"^https://teams\.microsoft\.com/l/meetup-join/", re.IGNORECASE)
+
+
+class _Unreadable(Exception):
+    """A piece of a session could not be read; the message is the reason for ``missing``."""
+
+
+@dataclass
+class Collected:
+    snapshot: SessionSnapshot
+    final: bool  # everything that appears after the session ended has been read
+
+
+@dataclass
+class _Found:
+    """A session as found on one or more calendars."""
+
+    event: Event
+    mailbox_id: str
+    invitee_ids: set[str] = field(default_factory=set)
+    invitee_emails: set[str] = field(default_factory=set)
+
+
+def normalise_join_url(url: str) -> str:
+    """A join URL reduced to what identifies the meeting (decoded path, lower case)."""
+    parts = urlsplit(unquote(url.strip()))
+    return f"{parts.netloc}{parts.path}".rstrip("/").lower()
+
+
+def session_id_for_join_url(url: str) -> str:
+    return "mtg_" + hashlib.sha256(normalise_join_url(url).encode()).hexdigest()[:24]
+
+
+def join_url_context(url: str) -> dict[str, str]:
+    """The ``context`` a Teams join URL carries: the organiser's tenant (Tid) and id (Oid)."""
+    query = parse_qs(urlsplit(url).query)
+    raw = query.get("context", [""])[0]
+    try:
+        data = json.loads(unquote(raw)) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def channel_thread_of(url: str) -> str | None:
+    """The channel thread of a channel meeting's join URL (private meetings use 19:meeting_...)."""
+    path = unquote(urlsplit(url).path)
+    match = re.search(r"/l/meetup-join/(19:[^/]+@thread\.(?:skype|tacv2))/", path, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _graph_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Collector:
+    """Reads sessions for one tenant. ``errors`` lists what went wrong during ``collect``."""
+
+    def __init__(
+        self, *, graph: GraphClient, settings: Settings, directory: Directory, clock: Clock
+    ) -> None:
+        self._graph = graph
+        self._settings = settings
+        self._directory = directory
+        self._clock = clock
+        self._channels: dict[str, ChannelRef] | None = None
+        self.errors: list[str] = []
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def collect(
+        self, *, window_start: datetime, window_end: datetime, skip: set[str]
+    ) -> Iterator[Collected]:
+        """Yield a snapshot for every session in the window not in ``skip``."""
+        found = self._discover(window_start, window_end)
+        records = self._call_records(window_start, min(self._clock(), window_end))
+        by_join: dict[str, list[CallRecord]] = {}
+        for record in records:
+            if record.join_web_url:
+                by_join.setdefault(normalise_join_url(record.join_web_url), []).append(record)
+        matched: set[str] = set()
+        for session_id, item in sorted(found.items()):
+            join_url = self._join_url(item.event)
+            if join_url:
+                matched.add(normalise_join_url(join_url))
+            if session_id in skip:
+                continue
+            related = by_join.get(normalise_join_url(join_url), []) if join_url else []
+            yield self._resolve_event(session_id, item, related)
+        for record in records:
+            if record.join_web_url and normalise_join_url(record.join_web_url) in matched:
+                continue
+            session_id = (
+                session_id_for_join_url(record.join_web_url)
+                if record.join_web_url
+                else f"call_{record.id}"
+            )
+            if session_id in skip:
+                continue
+            collected = self._resolve_call(session_id, record)
+            if collected is not None:
+                yield collected
+
+    @staticmethod
+    def _join_url(event: Event) -> str | None:
+        if event.online_meeting is not None and event.online_meeting.join_url:
+            return event.online_meeting.join_url
+        return event.online_meeting_url or None
+
+    def _discover(self, start: datetime, end: datetime) -> dict[str, _Found]:
+        found: dict[str, _Found] = {}
+        staff = sorted(
+            person.id for person in self._directory.people.values() if person.kind is PersonKind.STAFF
+        )
+        for mailbox_id in staff:
+            try:
+                for item in self._graph.iter_items(
+                    f"/users/{mailbox_id}/calendarView",
+                    params={"startDateTime": _iso(start), "endDateTime": _iso(end)},
+                    headers={"Prefer": f"odata.maxpagesize={self._settings.poll.page_size}"},
+                ):
+                    try:
+                        event = parse(Event, item, what="calendar event")
+                    except PayloadError as exc:
+                        self.errors.append(f"calendar of {mailbox_id}: {exc}")
+                        continue
+                    self._add_event(found, event, mailbox_id)
+            except GraphError as exc:
+                # A calendar we could not read hides its sessions; the poll is partial.
+                self.errors.append(f"calendar of {mailbox_id}: {exc.reason}")
+        return found
+
+    def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
+        join_url = self._join_url(event)
+        text = " ".join(
+            part for part in (
+                event.body.content if event.body else None,
+                event.location.display_name if event.location else None,
+            ) if part
+        )
+        foreign = FOREIGN_LINK.search(text) is not None
+        if not (event.is_online_meeting or join_url or foreign):
+            return
+        if join_url and TEAMS_JOIN.match(join_url):
+            session_id = session_id_for_join_url(join_url)
+        else:
+            key = event.i_cal_u_id or event.id or ""
+            session_id = "evt_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+        item = found.get(session_id)
+        if item is None:
+            item = found[session_id] = _Found(event=event, mailbox_id=mailbox_id)
+        for attendee in event.attendees or []:
+            address = attendee.email_address.address if attendee.email_address else None
+            person = self._directory.find_by_address(address)
+            if person is not None:
+                item.invitee_ids.add(person.id)
+            elif address:
+                item.invitee_emails.add(address.lower())
+
+    # --- resolving a calendar session ---------------------------------------------------------
+
+    def _resolve_event(
+        self, session_id: str, item: _Found, records: list[CallRecord]
+    ) -> Collected:
+        now = self._clock()
+        event = item.event
+        join_url = self._join_url(event)
+        start = event.start.to_utc() if event.start else None
+        end = event.end.to_utc() if event.end else None
+        organizer_address = (
+            event.organizer.email_address.address
+            if event.organizer and event.organizer.email_address
+            else None
+        )
+        organizer = self._directory.find_by_address(organizer_address)
+        context = join_url_context(join_url) if join_url else {}
+        people: dict[str, Person] = {}
+        for person_id in item.invitee_ids:
+            people[person_id] = self._directory.people[person_id]
+        organizer_id = organizer.id if organizer else context.get("Oid")
+        if organizer is not None:
+            people[organizer.id] = organizer
+        elif organizer_id:
+            people[organizer_id] = self._directory.user(
+                organizer_id,
+                display_name=event.organizer.email_address.name
+                if event.organizer and event.organizer.email_address
+                else None,
+                tenant_id=context.get("Tid"),
+            )
+        is_teams = bool(join_url and TEAMS_JOIN.match(join_url))
+        text = " ".join(
+            part for part in (
+                event.body.content if event.body else None,
+                event.location.display_name if event.location else None,
+            ) if part
+        )
+        snapshot = SessionSnapshot(
+            session_id=session_id,
+            kind=SessionKind.MEETING if is_teams else SessionKind.OTHER_PROVIDER,
+            subject=event.subject,
+            organizer_id=organizer_id,
+            organizer_email=organizer_address,
+            organizer_tenant_id=context.get("Tid") or (self._settings.tenant.tenant_id if organizer else None),
+            scheduled_start=start,
+            scheduled_end=end,
+            is_cancelled=bool(event.is_cancelled),
+            join_url=join_url,
+            provider=event.online_meeting_provider,
+            invitee_ids=sorted(item.invitee_ids),
+            invitee_emails=sorted(item.invitee_emails),
+            foreign_links=sorted(set(FOREIGN_LINK.findall(text))),
+            people=people,
+            sources={"calendar": f"/users/{item.mailbox_id}/calendarView"},
+            collected_at=now,
+        )
+        if not is_teams or join_url is None:
+            return Collected(snapshot=snapshot, final=end is not None and now >= end)
+
+        thread = channel_thread_of(join_url)
+        if thread is not None:
+            snapshot.kind = SessionKind.CHANNEL_MEETING
+            snapshot.channel = self._channel(thread) or ChannelRef(thread_id=thread)
+
+        # Meeting options: looked up through the organiser if they are ours, else the attendee
+        # whose calendar it was on.
+        lookup_user = organizer.id if organizer is not None else item.mailbox_id
+        meeting: OnlineMeeting | None = None
+        try:
+            meeting = self._online_meeting(lookup_user, join_url)
+        except _Unreadable as exc:
+            snapshot.missing[Missing.SETTINGS] = str(exc)
+        if meeting is not None:
+            snapshot.online_meeting_id = meeting.id
+            snapshot.chat_thread_id = meeting.chat_info.thread_id if meeting.chat_info else None
+            lobby = meeting.lobby_bypass_settings
+            snapshot.settings = MeetingSettings(
+                allow_meeting_chat=meeting.allow_meeting_chat,
+                lobby_scope=lobby.scope if lobby else None,
+                dial_in_bypass=lobby.is_dial_in_bypass_enabled if lobby else None,
+                allowed_presenters=meeting.allowed_presenters,
+                record_automatically=meeting.record_automatically,
+            )
+            snapshot.sources["online_meeting"] = f"/users/{lookup_user}/onlineMeetings"
+        elif Missing.SETTINGS not in snapshot.missing:
+            snapshot.missing[Missing.SETTINGS] = "no online meeting matches the event's join URL"
+
+        phase_ended = end is not None and now >= end
+        if not phase_ended:
+            # Attendance, call records and the chat are read once the session has ended (Graph
+            # asks apps not to poll Teams resources; live signals come from notifications).
+            return Collected(snapshot=snapshot, final=False)
+
+        settle = timedelta(minutes=self._settings.poll.data_settle_minutes)
+        settled = end is not None and now - end >= settle
+        self._presence(snapshot, meeting, organizer, records, settled=settled)
+        self._chat(snapshot, meeting)
+        self._recordings(snapshot, meeting, organizer)
+        complete = (
+            not snapshot.missing
+            and snapshot.presence is not None
+            and (settled or (bool(records) and any(p.source == "attendance_report" for p in snapshot.presence)))
+        )
+        return Collected(snapshot=snapshot, final=complete)
+
+    def _online_meeting(self, user_id: str, join_url: str) -> OnlineMeeting | None:
+        try:
+            page = self._graph.get(
+                f"/users/{user_id}/onlineMeetings",
+                params={"$filter": f"JoinWebUrl eq {_graph_literal(join_url)}"},
+                headers=PREFER,
+            )
+            values = page.get("value")
+            if not isinstance(values, list) or not values:
+                return None
+            return parse(OnlineMeeting, values[0], what="online meeting")
+        except GraphError as exc:
+            raise _Unreadable(exc.reason) from exc
+        except PayloadError as exc:
+            raise _Unreadable(str(exc)) from exc
+
+    def _presence(
+        self,
+        snapshot: SessionSnapshot,
+        meeting: OnlineMeeting | None,
+        organizer: Person | None,
+        records: list[CallRecord],
+        *,
+        settled: bool,
+    ) -> None:
+        reasons: list[str] = []
+        presence: list[Presence] = []
+        # Attendance reports: only the organiser can read them; channel meetings have none.
+        if meeting is not None and organizer is not None and snapshot.channel is None:
+            try:
+                presence = self._attendance(snapshot, organizer.id, meeting.id or "")
+            except _Unreadable as exc:
+                reasons.append(f"attendance report: {exc}")
+        # Call records name everyone who took part (including dial-in and anonymous joiners).
+        call_presence: list[Presence] = []
+        for record in records:
+            try:
+                call_presence.extend(self._call_participants(snapshot, record))
+            except _Unreadable as exc:
+                reasons.append(f"call record: {exc}")
+            snapshot.call_record_ids.append(record.id or "")
+            snapshot.actual_start = min(filter(None, [snapshot.actual_start, record.start_date_time]), default=None)
+            snapshot.actual_end = max(filter(None, [snapshot.actual_end, record.end_date_time]), default=None)
+        if presence:
+            snapshot.presence = presence
+            snapshot.sources["attendance"] = "attendanceReports/attendanceRecords"
+        elif call_presence:
+            snapshot.presence = call_presence
+        if records:
+            snapshot.sources["call_record"] = "/communications/callRecords"
+        if snapshot.presence is None:
+            if reasons:
+                snapshot.missing[Missing.PRESENCE] = "; ".join(reasons)
+            elif settled:
+                snapshot.missing[Missing.PRESENCE] = (
+                    "no attendance report or call record was found "
+                    f"{self._settings.poll.data_settle_minutes} minutes after the session ended"
+                )
+
+    def _attendance(self, snapshot: SessionSnapshot, organizer_id: str, meeting_id: str) -> list[Presence]:
+        base = f"/users/{organizer_id}/onlineMeetings/{meeting_id}/attendanceReports"
+        presence: dict[str, list[Interval]] = {}
+        try:
+            for item in self._graph.iter_items(base):
+                report = parse(MeetingAttendanceReport, item, what="attendance report")
+                if not report.id:
+                    continue
+                for raw in self._graph.iter_items(f"{base}/{report.id}/attendanceRecords"):
+                    record = parse(AttendanceRecord, raw, what="attendance record")
+                    person = self._attendee(record)
+                    snapshot.people.setdefault(person.id, person)
+                    for interval in record.attendance_intervals or []:
+                        if interval.join_date_time is None:
+                            continue
+                        presence.setdefault(person.id, []).append(
+                            Interval(start=interval.join_date_time, end=interval.leave_date_time)
+                        )
+        except GraphError as exc:
+            raise _Unreadable(exc.reason) from exc
+        except PayloadError as exc:
+            raise _Unreadable(str(exc)) from exc
+        return [
+            Presence(person_id=pid, intervals=intervals, source="attendance_report")
+            for pid, intervals in sorted(presence.items())
+        ]
+
+    def _attendee(self, record: AttendanceRecord) -> Person:
+        identity = record.identity
+        by_address = self._directory.find_by_address(record.email_address)
+        if by_address is not None:
+            return by_address
+        ident = (identity.id if identity else None) or record.id or "unknown"
+        name = (identity.display_name if identity else None) or ""
+        tenant = identity.tenant_id if identity else None
+        if ident in self._directory.people:
+            return self._directory.people[ident]
+        if not tenant:
+            # No Entra tenant: someone who joined by link with a typed-in name, or by phone.
+            kind = PersonKind.PHONE if re.fullmatch(r"[+\d*#\s()-]{6,}", name) else PersonKind.ANONYMOUS
+            return Person(id=f"{kind.value}:{ident}", display_name=name, kind=kind)
+        person = self._directory.user(ident, display_name=name, tenant_id=tenant)
+        return self._directory.resolve(self._graph, person)
+
+    def _call_participants(self, snapshot: SessionSnapshot, record: CallRecord) -> list[Presence]:
+        participants: list[CallRecordParticipant] = list(record.participants or [])
+        if not participants and record.id:
+            try:
+                participants = [
+                    parse(CallRecordParticipant, raw, what="call participant")
+                    for raw in self._graph.iter_items(
+                        f"/communications/callRecords/{record.id}/participants_v2"
+                    )
+                ]
+            except GraphError as exc:
+                raise _Unreadable(exc.reason) from exc
+            except PayloadError as exc:
+                raise _Unreadable(str(exc)) from exc
+        presence: list[Presence] = []
+        start, end = record.start_date_time, record.end_date_time
+        for participant in participants:
+            person = self._directory.identity(participant.identity, fallback_id=participant.id or "unknown")
+            person = self._directory.resolve(self._graph, person)
+            snapshot.people.setdefault(person.id, person)
+            if start is not None:
+                # Call records give who took part, not when: the whole call is assumed.
+                presence.append(
+                    Presence(person_id=person.id, intervals=[Interval(start=start, end=end)],
+                             source="call_record")
+                )
+        return presence
+
+    def _chat(self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None) -> None:
+        if meeting is None or meeting.chat_info is None or not meeting.chat_info.thread_id:
+            snapshot.missing[Missing.CHAT] = "the meeting's chat could not be identified"
+            return
+        if snapshot.channel is not None:
+            ref = snapshot.channel
+            message_id = meeting.chat_info.message_id
+            if not (ref.team_id and ref.channel_id and message_id and message_id != "0"):
+                snapshot.missing[Missing.CHAT] = "the channel meeting's team or post is not known"
+                return
+            path = f"/teams/{ref.team_id}/channels/{ref.channel_id}/messages/{message_id}/replies"
+        else:
+            path = f"/chats/{meeting.chat_info.thread_id}/messages"
+        activity: list[ChatActivity] = []
+        store_text = self._settings.privacy.store_chat_text
+        try:
+            for raw in self._graph.iter_items(path, params={"$top": "50"}, headers=PREFER):
+                message = parse(ChatMessage, raw, what="chat message")
+                activity.append(self._chat_activity(snapshot, message, store_text=store_text))
+        except GraphError as exc:
+            snapshot.missing[Missing.CHAT] = exc.reason
+            return
+        except PayloadError as exc:
+            snapshot.missing[Missing.CHAT] = str(exc)
+            return
+        snapshot.chat = sorted(activity, key=lambda item: (item.created, item.message_id))
+        snapshot.sources["chat"] = path
+
+    def _chat_activity(self, snapshot: SessionSnapshot, message: ChatMessage, *, store_text: bool) -> ChatActivity:
+        created = message.created_date_time or snapshot.collected_at
+        if message.is_system:
+            detail = message.event_detail
+            event_type = (detail.odata_type or "").rsplit(".", 1)[-1] if detail else None
+            if detail is not None and detail.initiator is not None and event_type in {
+                "callRecordingEventMessageDetail",
+                "callTranscriptEventMessageDetail",
+            }:
+                initiator = self._directory.identity(detail.initiator, fallback_id="unknown")
+                snapshot.people.setdefault(initiator.id, initiator)
+                snapshot.recordings = [
+                    *(snapshot.recordings or []),
+                    RecordingEvent(
+                        id=f"chat:{message.id}",
+                        kind="recording" if event_type.startswith("callRecording") else "transcript",
+                        started=created,
+                        initiator_id=initiator.id,
+                        source="chat_event",
+                    ),
+                ]
+            return ChatActivity(message_id=message.id or "", created=created, sender_kind="system", event_type=event_type)
+        sender = self._directory.identity(message.from_, fallback_id="unknown") if message.from_ else None
+        if sender is None or sender.kind is PersonKind.APPLICATION:
+            return ChatActivity(
+                message_id=message.id or "",
+                created=created,
+                sender_kind="application",
+                sender_id=sender.id if sender else None,
+            )
+        snapshot.people.setdefault(sender.id, sender)
+        return ChatActivity(
+            message_id=message.id or "",
+            created=created,
+            sender_kind="person",
+            sender_id=sender.id,
+            text=(message.body.content if message.body else None) if store_text else None,
+        )
+
+    def _recordings(self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None, organizer: Person | None) -> None:
+        if snapshot.channel is not None:
+            # The recordings API does not cover channel meetings; the chat event still does.
+            snapshot.recordings = snapshot.recordings or []
+            return
+        if meeting is None or organizer is None or not meeting.id:
+            if Missing.SETTINGS in snapshot.missing:
+                snapshot.missing[Missing.RECORDINGS] = snapshot.missing[Missing.SETTINGS]
+            else:
+                snapshot.recordings = snapshot.recordings or []
+            return
+        found = list(snapshot.recordings or [])
+        base = f"/users/{organizer.id}/onlineMeetings/{meeting.id}"
+        try:
+            for kind, path in (("recording", "recordings"), ("transcript", "transcripts")):
+                for raw in self._graph.iter_items(f"{base}/{path}"):
+                    item_id = str(raw.get("id") or "")
+                    created = raw.get("createdDateTime")
+                    found.append(
+                        RecordingEvent(
+                            id=f"{path}:{item_id}",
+                            kind=kind,
+                            started=created if isinstance(created, str) else None,
+                            source="recordings_api",
+                        )
+                    )
+        except GraphError as exc:
+            snapshot.missing[Missing.RECORDINGS] = exc.reason
+            return
+        snapshot.recordings = found
+
+    # --- call records -------------------------------------------------------------------------
+
+    def _call_records(self, start: datetime, end: datetime) -> list[CallRecord]:
+        if end <= start:
+            return []
+        records: list[CallRecord] = []
+        try:
+            for raw in self._graph.iter_items(
+                "/communications/callRecords",
+                params={"$filter": f"startDateTime ge {_iso(start)} and startDateTime lt {_iso(end)}"},
+            ):
+                try:
+                    records.append(parse(CallRecord, raw, what="call record"))
+                except PayloadError as exc:
+                    self.errors.append(f"call records: {exc}")
+        except GraphError as exc:
+            self.errors.append(f"call records: {exc.reason}")
+        return records
+
+    def _resolve_call(self, session_id: str, record: CallRecord) -> Collected | None:
+        now = self._clock()
+        snapshot = SessionSnapshot(
+            session_id=session_id,
+            kind=SessionKind.PEER_TO_PEER if record.type == "peerToPeer" else SessionKind.MEETING,
+            actual_start=record.start_date_time,
+            actual_end=record.end_date_time,
+            join_url=record.join_web_url,
+            call_record_ids=[record.id or ""],
+            sources={"call_record": f"/communications/callRecords/{record.id}"},
+            collected_at=now,
+        )
+        try:
+            snapshot.presence = self._call_participants(snapshot, record)
+        except _Unreadable as exc:
+            self.errors.append(f"call record {record.id}: {exc}")
+            return None
+        kinds = {snapshot.person(p.person_id).kind for p in snapshot.presence}
+        # Only calls that involve a pupil and someone who is not a pupil concern the code of
+        # practice; pupils' calls among themselves are not kept (data minimisation).
+        if PersonKind.PUPIL not in kinds or kinds <= {PersonKind.PUPIL}:
+            return None
+        organizer = record.organizer.identity if record.organizer else None
+        if organizer is not None:
+            person = self._directory.identity(organizer, fallback_id="unknown")
+            snapshot.organizer_id = person.id
+        snapshot.missing[Missing.CHAT] = "ad-hoc calls are matched to their chat by notifications"
+        return Collected(snapshot=snapshot, final=True)
+
+    def _channel(self, thread_id: str) -> ChannelRef | None:
+        """The team and channel of a channel thread, from a list read once per collector."""
+        if self._channels is None:
+            self._channels = {}
+            try:
+                for raw_team in self._graph.iter_items("/teams"):
+                    team = parse(Team, raw_team, what="team")
+                    if not team.id:
+                        continue
+                    for raw_channel in self._graph.iter_items(f"/teams/{team.id}/channels"):
+                        channel = parse(Channel, raw_channel, what="channel")
+                        if channel.id:
+                            self._channels[channel.id.lower()] = ChannelRef(
+                                thread_id=channel.id,
+                                team_id=team.id,
+                                channel_id=channel.id,
+                                team_name=team.display_name,
+                                channel_name=channel.display_name,
+                            )
+            except (GraphError, PayloadError) as exc:
+                self.errors.append(f"teams and channels: {exc}")
+        return self._channels.get(thread_id.lower())

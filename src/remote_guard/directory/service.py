@@ -1,0 +1,165 @@
+"""Who is who: staff, pupils, SLT and DSLs from the configured Entra groups, and how to classify
+anyone else who turns up in a session (guest, anonymous, another tenant, phone, app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from remote_guard.collect.snapshot import Person, PersonKind, Role
+from remote_guard.graph.client import GraphClient
+from remote_guard.graph.errors import GraphError, GraphNotFoundError
+from remote_guard.graph.models import DirectoryObject, IdentitySet, PayloadError, User, parse
+from remote_guard.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_SELECT = "id,displayName,userPrincipalName,mail,userType"
+
+
+@dataclass
+class Directory:
+    """The people of the school tenant that the configured groups name, by Entra object id."""
+
+    tenant_id: str
+    people: dict[str, Person] = field(default_factory=dict)
+    by_address: dict[str, str] = field(default_factory=dict)  # lower-case UPN or mail -> id
+    looked_up: dict[str, Person] = field(default_factory=dict)
+
+    def find_by_address(self, address: str | None) -> Person | None:
+        if not address:
+            return None
+        person_id = self.by_address.get(address.strip().lower())
+        return self.people.get(person_id) if person_id else None
+
+    def user(self, user_id: str, *, display_name: str | None, tenant_id: str | None) -> Person:
+        """Classify an Entra user seen in a session (without a Graph call; see ``resolve``)."""
+        known = self.people.get(user_id) or self.looked_up.get(user_id)
+        if known is not None:
+            return known
+        if tenant_id and tenant_id.lower() != self.tenant_id.lower():
+            return Person(id=user_id, display_name=display_name or "", kind=PersonKind.EXTERNAL,
+                          tenant_id=tenant_id)
+        return Person(id=user_id, display_name=display_name or "", kind=PersonKind.UNKNOWN,
+                      tenant_id=tenant_id or self.tenant_id)
+
+    def resolve(self, graph: GraphClient, person: Person) -> Person:
+        """Look up a school-tenant user who is in none of the configured groups (at most once),
+        to tell a guest account from an unlisted member."""
+        if person.kind is not PersonKind.UNKNOWN or person.id in self.looked_up:
+            return self.looked_up.get(person.id, person)
+        resolved = person
+        try:
+            body = graph.get(f"/users/{person.id}", params={"$select": _SELECT})
+            user = parse(User, body, what="user")
+        except GraphNotFoundError:
+            resolved = person
+        except (GraphError, PayloadError) as exc:
+            log.warning("directory.lookup_failed", user_id=person.id, reason=str(exc))
+        else:
+            kind = PersonKind.GUEST if (user.user_type or "").lower() == "guest" else PersonKind.UNKNOWN
+            resolved = Person(
+                id=person.id,
+                display_name=user.display_name or person.display_name,
+                kind=kind,
+                tenant_id=self.tenant_id,
+                email=user.mail or user.user_principal_name,
+            )
+        self.looked_up[person.id] = resolved
+        return resolved
+
+    def identity(self, identity_set: IdentitySet | None, *, fallback_id: str) -> Person:
+        """Classify a communications identity set (call record participant, chat sender)."""
+        if identity_set is None:
+            return Person(id=fallback_id, kind=PersonKind.UNKNOWN)
+        kind_name = identity_set.kind()
+        primary = identity_set.primary()
+        name = (primary.display_name if primary else None) or ""
+        ident = (primary.id if primary else None) or fallback_id
+        if kind_name == "user" and primary is not None and primary.id:
+            return self.user(primary.id, display_name=primary.display_name,
+                             tenant_id=primary.tenant_id)
+        if kind_name in {"application", "applicationInstance"}:
+            return Person(id=f"app:{ident}", display_name=name, kind=PersonKind.APPLICATION)
+        if kind_name == "phone":
+            return Person(id=f"phone:{ident}", display_name=name, kind=PersonKind.PHONE)
+        if kind_name in {"guest", "acsUser", "spoolUser", "azureCommunicationServicesUser"}:
+            return Person(id=f"anon:{ident}", display_name=name, kind=PersonKind.ANONYMOUS)
+        return Person(id=f"unknown:{ident}", display_name=name, kind=PersonKind.UNKNOWN)
+
+
+def load_directory(graph: GraphClient, settings: Settings) -> Directory:
+    """Read the members of every configured group.
+
+    Raises:
+        GraphError: a group could not be read. Without the directory nobody can be told apart,
+            so the poll stops rather than guessing.
+    """
+    directory_settings = settings.directory
+    members: dict[str, set[str]] = {}
+    users: dict[str, DirectoryObject] = {}
+
+    def read(group_ids: tuple[str, ...]) -> set[str]:
+        ids: set[str] = set()
+        for group_id in group_ids:
+            if group_id in members:
+                ids |= members[group_id]
+                continue
+            found: set[str] = set()
+            for item in graph.iter_items(
+                f"/groups/{group_id}/transitiveMembers", params={"$select": _SELECT}
+            ):
+                try:
+                    obj = parse(DirectoryObject, item, what="group member")
+                except PayloadError as exc:
+                    raise GraphError(str(exc), endpoint="/groups/{id}/transitiveMembers") from exc
+                if obj.odata_type not in (None, "#microsoft.graph.user") or not obj.id:
+                    continue
+                users[obj.id] = obj
+                found.add(obj.id)
+            members[group_id] = found
+            ids |= found
+        return ids
+
+    staff = read(directory_settings.staff_group_ids)
+    pupils = read(directory_settings.pupil_group_ids)
+    roles: dict[str, set[Role]] = {}
+    for role, group_ids in (
+        (Role.SLT, directory_settings.slt_group_ids),
+        (Role.DSL, directory_settings.dsl_group_ids),
+        (Role.DEPUTY_DSL, directory_settings.deputy_dsl_group_ids),
+    ):
+        for user_id in read(group_ids):
+            roles.setdefault(user_id, set()).add(role)
+    school_of: dict[str, str] = {}
+    for school in settings.schools:
+        for user_id in read(school.group_ids):
+            school_of.setdefault(user_id, school.key)
+
+    directory = Directory(tenant_id=settings.tenant.tenant_id)
+    both = staff & pupils
+    if both:
+        # A child wrongly listed as staff would hide one-to-ones; treat such accounts as pupils.
+        log.warning("directory.in_staff_and_pupil_groups", count=len(both))
+    for user_id, obj in users.items():
+        if user_id in pupils:
+            kind = PersonKind.PUPIL
+        elif user_id in staff:
+            kind = PersonKind.STAFF
+        else:
+            continue
+        person = Person(
+            id=user_id,
+            display_name=obj.display_name or "",
+            kind=kind,
+            roles=frozenset(roles.get(user_id, set())) if kind is PersonKind.STAFF else frozenset(),
+            tenant_id=settings.tenant.tenant_id,
+            school=school_of.get(user_id),
+            email=obj.mail or obj.user_principal_name,
+        )
+        directory.people[user_id] = person
+        for address in (obj.mail, obj.user_principal_name):
+            if address:
+                directory.by_address[address.lower()] = user_id
+    return directory

@@ -1,0 +1,121 @@
+"""Tokens for Graph: one MSAL confidential client per tenant, its token cache reused."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msal
+import requests
+import structlog
+
+from remote_guard.graph.errors import GraphAuthError
+from remote_guard.settings import TenantSettings
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+log = structlog.get_logger(__name__)
+
+
+class TokenProvider:
+    """Hands out app-only access tokens for one tenant.
+
+    The MSAL application is built on first use (not at import or construction), then kept, so
+    its in-memory token cache serves every later call until the token is close to expiry.
+    """
+
+    def __init__(self, tenant: TenantSettings) -> None:
+        self._tenant = tenant
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+        self.tokens_issued = 0  # tokens obtained from the identity platform, not the cache
+
+    def _credential(self) -> str | dict[str, str]:
+        if self._tenant.certificate_path is not None:
+            pem = self._tenant.certificate_path.read_text(encoding="utf-8")
+            return {
+                "private_key": pem,
+                "thumbprint": self._tenant.certificate_thumbprint or "",
+                "public_certificate": pem,
+            }
+        if self._tenant.client_secret is None:
+            raise GraphAuthError("no client secret or certificate is configured", endpoint="token")
+        return self._tenant.client_secret.get_secret_value()
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        if self._app is None:
+            verify: bool | str = (
+                str(self._tenant.ca_bundle) if self._tenant.ca_bundle is not None else True
+            )
+            options: dict[str, Any] = {
+                "authority": self._tenant.authority,
+                "verify": verify,
+                "timeout": self._tenant.timeout_seconds,
+            }
+            if not self._tenant.is_real_microsoft:
+                # Instance discovery asks Microsoft's public host about the authority; a
+                # sovereign or private authority must skip it.
+                options["instance_discovery"] = False
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    self._tenant.client_id, client_credential=self._credential(), **options
+                )
+            except ValueError as exc:
+                raise GraphAuthError(
+                    f"the identity platform at {self._tenant.authority} refused tenant discovery: {exc}",
+                    endpoint="openid-configuration",
+                ) from exc
+            except requests.RequestException as exc:
+                raise GraphAuthError(
+                    f"cannot reach the identity platform at {self._tenant.authority_host}: "
+                    f"{type(exc).__name__}",
+                    endpoint="openid-configuration",
+                    retryable=True,
+                ) from exc
+        return self._app
+
+    def token(self) -> str:
+        """Return a valid access token, from the cache when MSAL has one.
+
+        Raises:
+            GraphAuthError: the identity platform refused (wrong secret, unknown app; permanent)
+                or could not be reached (retryable).
+        """
+        with self._lock:
+            app = self._application()
+            try:
+                result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+            except requests.HTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else None
+                raise GraphAuthError(
+                    f"the token endpoint failed with HTTP {status}",
+                    status=status,
+                    endpoint="token",
+                    retryable=True,
+                ) from exc
+            except requests.RequestException as exc:
+                raise GraphAuthError(
+                    f"cannot reach the token endpoint: {type(exc).__name__}",
+                    endpoint="token",
+                    retryable=True,
+                ) from exc
+        if "access_token" in result:
+            if result.get("token_source") == "identity_provider":
+                self.tokens_issued += 1
+                log.info("graph.token_acquired", expires_in=result.get("expires_in"))
+            return str(result["access_token"])
+        error = str(result.get("error", "unknown_error"))
+        # error_description names the app and the AADSTS code; it never contains the secret.
+        description = str(result.get("error_description", "")).split("\r\n", 1)[0]
+        raise GraphAuthError(
+            f"the identity platform refused the app's credentials: {error}: {description}",
+            code=error,
+            endpoint="token",
+            retryable=error in {"temporarily_unavailable", "server_error"},
+        )
+
+    def invalidate(self) -> None:
+        """Forget cached tokens, e.g. after Graph answered 401 to one of them."""
+        with self._lock:
+            if self._app is not None:
+                self._app.remove_tokens_for_client()

@@ -1,0 +1,540 @@
+"""The one seam through which remote_guard speaks HTTP to Microsoft Graph.
+
+One ``requests.Session`` and one token provider per tenant; a timeout on every call; one paging
+generator; retries only for 429, 5xx and timeouts, honouring ``Retry-After``; one error type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import structlog
+
+from remote_guard.graph.auth import TokenProvider
+from remote_guard.graph.errors import (
+    GraphError,
+    GraphNotFoundError,
+    GraphPermissionError,
+    GraphSyncStateError,
+)
+from remote_guard.settings import TenantSettings
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_BATCH = 20  # Graph's documented limit for one $batch request
+PREFER_UNKNOWN_ENUMS = "include-unknown-enum-members"
+
+# Path segments that name a collection or function rather than an object; everything else in a
+# path is an id, folded into "{id}" so request counts group by endpoint, not by object.
+_LITERAL_SEGMENTS = frozenset(
+    {
+        "v1.0",
+        "beta",
+        "users",
+        "groups",
+        "transitiveMembers",
+        "members",
+        "calendarView",
+        "delta",
+        "events",
+        "onlineMeetings",
+        "attendanceReports",
+        "attendanceRecords",
+        "recordings",
+        "transcripts",
+        "communications",
+        "callRecords",
+        "participants_v2",
+        "sessions",
+        "chats",
+        "messages",
+        "replies",
+        "teams",
+        "channels",
+        "subscriptions",
+        "sendMail",
+        "$batch",
+        "education",
+    }
+)
+_SKIP_ERROR_DETAIL = re.compile(r"[\r\n]+")
+
+
+def endpoint_name(path_or_url: str) -> str:
+    """Fold ids out of a Graph path: ``/users/ab12/calendarView`` -> ``/users/{id}/calendarView``."""
+    path = urlsplit(path_or_url).path if "://" in path_or_url else path_or_url.split("?", 1)[0]
+    segments = []
+    for segment in path.strip("/").split("/"):
+        if segment in _LITERAL_SEGMENTS:
+            segments.append(segment)
+        elif segment:
+            segments.append("{id}")
+    if segments and segments[0] == "v1.0":
+        segments = segments[1:]
+    return "/" + "/".join(segments)
+
+
+@dataclass
+class RequestStats:
+    """Counts of what the client sent, for logs, benchmarks and the closing report of a poll."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    batch_items: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": self.total,
+            "by_endpoint": dict(sorted(self.requests.items())),
+            "throttled": sum(self.throttled.values()),
+            "retries": self.retries,
+            "batch_items": self.batch_items,
+        }
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request inside a ``$batch``; ``url`` is relative to the Graph base (``/users/...``)."""
+
+    id: str
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class BatchResponse:
+    id: str
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        # Graph documents decimal seconds ("2.128").
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_detail(body: Any) -> tuple[str | None, str]:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            message = error.get("message")
+            return (
+                str(code) if code is not None else None,
+                _SKIP_ERROR_DETAIL.sub(" ", str(message or ""))[:500],
+            )
+    return None, ""
+
+
+def error_for(
+    status: int, body: Any, *, endpoint: str, request_id: str | None = None
+) -> GraphError:
+    """The typed error for a non-2xx Graph answer."""
+    code, message = _error_detail(body)
+    text = message or f"HTTP {status}"
+    kind: type[GraphError] = GraphError
+    if status == 403:
+        kind = GraphPermissionError
+    elif status == 404:
+        kind = GraphNotFoundError
+    elif status == 410 or (code or "").lower() in {"syncstatenotfound", "resyncrequired"}:
+        kind = GraphSyncStateError
+    return kind(
+        text,
+        status=status,
+        code=code,
+        endpoint=endpoint,
+        retryable=status in RETRYABLE_STATUSES,
+        request_id=request_id,
+    )
+
+
+class GraphClient:
+    """A Graph v1.0 client for one tenant.
+
+    ``sleep`` and ``monotonic`` are injectable so tests of the retry policy need not wait.
+    """
+
+    def __init__(
+        self,
+        tenant: TenantSettings,
+        *,
+        tokens: TokenProvider | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._tenant = tenant
+        self._base = tenant.graph_base_url
+        self._base_parts = urlsplit(self._base)
+        self.tokens = tokens or TokenProvider(tenant)
+        self._session = session or requests.Session()
+        self._verify: bool | str = str(tenant.ca_bundle) if tenant.ca_bundle is not None else True
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.stats = RequestStats()
+
+    # --- low level ----------------------------------------------------------------------------
+
+    def _url(self, path_or_url: str) -> str:
+        if "://" not in path_or_url:
+            return self._base + ("" if path_or_url.startswith("/") else "/") + path_or_url
+        parts = urlsplit(path_or_url)
+        # A next/delta link comes from the payload; never send our token to another host.
+        if (parts.scheme, parts.netloc) != (self._base_parts.scheme, self._base_parts.netloc):
+            raise GraphError(
+                f"refusing to follow a link to another host: {parts.scheme}://{parts.netloc}",
+                endpoint=endpoint_name(path_or_url),
+            )
+        return path_or_url
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._tenant.max_retry_wait_seconds)
+        base: float = min(0.5 * (2**attempt), self._tenant.max_retry_wait_seconds)
+        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request, retrying what can be retried, and return the decoded JSON body.
+
+        Raises:
+            GraphError: the call failed for good (a subclass says why), or retries ran out.
+            GraphAuthError: no token could be obtained.
+        """
+        url = self._url(path_or_url)
+        endpoint = endpoint_name(url)
+        refreshed_token = False
+        attempt = 0
+        while True:
+            token = self.tokens.token()
+            sent_headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                **(headers or {}),
+            }
+            with self._lock:
+                self.stats.requests[endpoint] += 1
+            started = time.monotonic()
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=sent_headers,
+                    timeout=self._tenant.timeout_seconds,
+                    verify=self._verify,
+                )
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                error: GraphError = GraphError(
+                    f"{type(exc).__name__} talking to Graph",
+                    endpoint=endpoint,
+                    retryable=True,
+                )
+                retry_after = None
+            else:
+                elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+                request_id = response.headers.get("request-id")
+                log.debug(
+                    "graph.request",
+                    method=method,
+                    endpoint=endpoint,
+                    status=response.status_code,
+                    ms=elapsed_ms,
+                )
+                if 200 <= response.status_code < 300:
+                    if not response.content:
+                        return None
+                    try:
+                        return response.json()
+                    except ValueError as exc:
+                        # A 2xx with a body that is not JSON is a fault on Graph's side; retry.
+                        error = GraphError(
+                            "Graph answered with a body that is not JSON",
+                            status=response.status_code,
+                            endpoint=endpoint,
+                            retryable=True,
+                            request_id=request_id,
+                        )
+                        error.__cause__ = exc
+                        retry_after = None
+                else:
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    error = error_for(
+                        response.status_code, body, endpoint=endpoint, request_id=request_id
+                    )
+                    retry_after = _retry_after_seconds(response.headers)
+                    if response.status_code == 429:
+                        with self._lock:
+                            self.stats.throttled[endpoint] += 1
+                    if response.status_code == 401 and not refreshed_token:
+                        # The token may have expired between the cache check and the call.
+                        self.tokens.invalidate()
+                        refreshed_token = True
+                        continue
+            if not error.retryable or attempt >= self._tenant.max_retries:
+                raise error
+            wait = self._backoff(attempt, retry_after)
+            attempt += 1
+            with self._lock:
+                self.stats.retries += 1
+            log.info(
+                "graph.retry",
+                endpoint=endpoint,
+                status=error.status,
+                attempt=attempt,
+                wait_seconds=round(wait, 3),
+            )
+            self._sleep(wait)
+
+    def get(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """GET one resource and return its JSON object.
+
+        Raises:
+            GraphError: as :meth:`request`, or the body was not a JSON object.
+        """
+        body = self.request("GET", path_or_url, params=params, headers=headers)
+        if not isinstance(body, dict):
+            raise GraphError(
+                "Graph answered with something other than a JSON object",
+                endpoint=endpoint_name(path_or_url),
+            )
+        return body
+
+    def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """POST a JSON body and return the decoded answer.
+
+        Raises:
+            GraphError: as :meth:`request`.
+        """
+        return self.request(
+            "POST",
+            path,
+            json_body=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+
+    # --- paging -------------------------------------------------------------------------------
+
+    def iter_pages(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_pages: int = 10_000,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield each page of a collection, following ``@odata.nextLink`` to the end.
+
+        The whole link is followed as given (never rebuilt from ``$skiptoken``). A page may be
+        empty. The last page of a delta query carries ``@odata.deltaLink``.
+
+        Raises:
+            GraphError: a page could not be read; pages already yielded stay valid, but the
+                caller must treat the collection as incomplete.
+        """
+        url = path_or_url
+        first = True
+        for _ in range(max_pages):
+            page = self.get(url, params=params if first else None, headers=headers)
+            first = False
+            value = page.get("value")
+            if not isinstance(value, list):
+                raise GraphError(
+                    "a collection page has no 'value' list", endpoint=endpoint_name(url)
+                )
+            yield page
+            next_link = page.get("@odata.nextLink")
+            if not next_link:
+                return
+            if not isinstance(next_link, str):
+                raise GraphError("@odata.nextLink is not a string", endpoint=endpoint_name(url))
+            url = next_link
+        raise GraphError(
+            f"more than {max_pages} pages; refusing to loop", endpoint=endpoint_name(path_or_url)
+        )
+
+    def iter_items(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the items of every page of a collection.
+
+        Raises:
+            GraphError: as :meth:`iter_pages`; an item that is not an object is an error too.
+        """
+        for page in self.iter_pages(path_or_url, params=params, headers=headers):
+            for item in page["value"]:
+                if not isinstance(item, dict):
+                    raise GraphError(
+                        "a collection item is not a JSON object",
+                        endpoint=endpoint_name(path_or_url),
+                    )
+                yield item
+
+    # --- batching -----------------------------------------------------------------------------
+
+    def batch(self, requests_: list[BatchRequest]) -> dict[str, BatchResponse]:
+        """Send requests in ``$batch`` envelopes of at most 20, retrying throttled items.
+
+        Items answered 429/5xx are sent again (in a new envelope) after the longest
+        ``Retry-After`` among them, up to the client's retry limit; what still fails is returned
+        with its status for the caller to record. Graph's SDKs do not retry batch items, so this
+        is done here.
+
+        Raises:
+            GraphError: an envelope itself failed for good.
+        """
+        ids = [item.id for item in requests_]
+        if len(set(ids)) != len(ids):
+            raise ValueError("batch request ids must be unique")
+        results: dict[str, BatchResponse] = {}
+        pending = list(requests_)
+        attempt = 0
+        while pending:
+            retry: list[BatchRequest] = []
+            longest_wait: float | None = None
+            for start in range(0, len(pending), MAX_BATCH):
+                chunk = pending[start : start + MAX_BATCH]
+                envelope = {
+                    "requests": [
+                        {
+                            "id": item.id,
+                            "method": item.method,
+                            "url": item.url,
+                            **({"headers": dict(item.headers)} if item.headers else {}),
+                            **({"body": item.body} if item.body is not None else {}),
+                        }
+                        for item in chunk
+                    ]
+                }
+                with self._lock:
+                    self.stats.batch_items += len(chunk)
+                answer = self.post("/$batch", envelope)
+                responses = answer.get("responses") if isinstance(answer, dict) else None
+                if not isinstance(responses, list):
+                    raise GraphError("a $batch answer has no 'responses' list", endpoint="/$batch")
+                by_id = {item.id: item for item in chunk}
+                for raw in responses:
+                    response = _batch_response(raw)
+                    if response is None or response.id not in by_id:
+                        continue
+                    request = by_id.pop(response.id)
+                    if response.status in RETRYABLE_STATUSES and attempt < self._tenant.max_retries:
+                        endpoint = endpoint_name(request.url)
+                        with self._lock:
+                            if response.status == 429:
+                                self.stats.throttled[endpoint] += 1
+                        retry.append(request)
+                        wait = _retry_after_seconds(response.headers)
+                        if wait is not None:
+                            longest_wait = max(longest_wait or 0.0, wait)
+                    else:
+                        results[response.id] = response
+                # An item the envelope did not answer is treated like a transient failure.
+                for request in by_id.values():
+                    if attempt < self._tenant.max_retries:
+                        retry.append(request)
+                    else:
+                        results[request.id] = BatchResponse(request.id, 599, {}, None)
+            if retry:
+                delay = self._backoff(attempt, longest_wait)
+                attempt += 1
+                with self._lock:
+                    self.stats.retries += 1
+                log.info("graph.batch_retry", items=len(retry), wait_seconds=round(delay, 3))
+                self._sleep(delay)
+            pending = retry
+        return results
+
+
+def _batch_response(raw: Any) -> BatchResponse | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+        return None
+    status = raw.get("status")
+    if not isinstance(status, int):
+        return None
+    headers = raw.get("headers") if isinstance(raw.get("headers"), dict) else {}
+    body = raw.get("body")
+    if isinstance(body, str) and body.startswith(("{", "[")):
+        with contextlib.suppress(ValueError):
+            body = json.loads(body)
+    return BatchResponse(
+        raw["id"], status, {str(k): str(v) for k, v in (headers or {}).items()}, body
+    )
+
+
+def raise_for_batch(response: BatchResponse, *, url: str) -> dict[str, Any]:
+    """Return a batch item's JSON body, or raise the typed error it stands for.
+
+    Raises:
+        GraphError: the item failed (a subclass says why).
+    """
+    if response.ok and isinstance(response.body, dict):
+        return response.body
+    if response.ok:
+        raise GraphError(
+            "a batch item answered with a body that is not an object",
+            status=response.status,
+            endpoint=endpoint_name(url),
+        )
+    return _raise(error_for(response.status, response.body, endpoint=endpoint_name(url)))
+
+
+def _raise(error: GraphError) -> dict[str, Any]:
+    raise error

@@ -1,0 +1,152 @@
+"""Every Graph call remote_guard makes, and the least application permission it needs.
+
+Kept next to the client and checked by a test that runs a full poll against the fake tenant:
+each request the poller sends must match a row here. ``docs/setup-entra.md`` is written from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from remote_guard.graph.client import endpoint_name
+
+
+@dataclass(frozen=True)
+class GraphCall:
+    """One kind of Graph request."""
+
+    method: str
+    endpoint: str  # as endpoint_name() folds it: ids are "{id}"
+    permission: str  # least-privileged application permission
+    access_policy: bool  # also needs the Teams application access policy
+    purpose: str
+
+
+GRAPH_CALLS: tuple[GraphCall, ...] = (
+    GraphCall(
+        "GET",
+        "/groups/{id}/transitiveMembers",
+        "GroupMember.Read.All",
+        False,
+        "Who is staff, pupil, SLT, DSL: members of the configured groups",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}",
+        "User.Read.All",
+        False,
+        "Classify a participant who is in none of the configured groups (e.g. a guest)",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/calendarView",
+        "Calendars.Read",
+        False,
+        "Find remote sessions on staff calendars",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/calendarView/delta",
+        "Calendars.Read",
+        False,
+        "Find changed sessions on staff calendars",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/onlineMeetings",
+        "OnlineMeetings.Read.All",
+        True,
+        "Meeting options (lobby, chat, presenters) by join URL",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/onlineMeetings/{id}/attendanceReports",
+        "OnlineMeetingArtifact.Read.All",
+        True,
+        "Who attended, and when (list of reports)",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/onlineMeetings/{id}/attendanceReports/{id}/attendanceRecords",
+        "OnlineMeetingArtifact.Read.All",
+        True,
+        "Who attended, and when (join/leave times)",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/onlineMeetings/{id}/recordings",
+        "OnlineMeetingRecording.Read.All",
+        True,
+        "Whether a session was recorded",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/onlineMeetings/{id}/transcripts",
+        "OnlineMeetingTranscript.Read.All",
+        True,
+        "Whether a session was transcribed",
+    ),
+    GraphCall(
+        "GET",
+        "/communications/callRecords",
+        "CallRecords.Read.All",
+        False,
+        "Calls and meetings that took place, by start time (incl. peer-to-peer calls)",
+    ),
+    GraphCall(
+        "GET",
+        "/communications/callRecords/{id}/participants_v2",
+        "CallRecords.Read.All",
+        False,
+        "Everyone who took part in a call, including guests, anonymous and dial-in",
+    ),
+    GraphCall(
+        "GET",
+        "/chats/{id}/messages",
+        "Chat.Read.All",
+        False,
+        "Who posted in a meeting chat, and when (protected API: request access)",
+    ),
+    GraphCall(
+        "GET",
+        "/teams/{id}/channels/{id}/messages/{id}/replies",
+        "ChannelMessage.Read.All",
+        False,
+        "Who posted in a channel meeting's conversation (protected API)",
+    ),
+    GraphCall(
+        "GET",
+        "/teams",
+        "Team.ReadBasic.All",
+        False,
+        "The school's teams, to recognise channel meetings (read at most daily)",
+    ),
+    GraphCall(
+        "GET",
+        "/teams/{id}/channels",
+        "Channel.ReadBasic.All",
+        False,
+        "The school's channels, to recognise channel meetings (read at most daily)",
+    ),
+    GraphCall(
+        "POST",
+        "/$batch",
+        "(each item's own)",
+        False,
+        "Up to 20 of the requests above in one round trip",
+    ),
+)
+
+
+def call_for(method: str, path_or_url: str) -> GraphCall | None:
+    """The row of :data:`GRAPH_CALLS` a request matches, or None if it is not listed."""
+    endpoint = endpoint_name(path_or_url)
+    for call in GRAPH_CALLS:
+        if call.method == method.upper() and call.endpoint == endpoint:
+            return call
+    return None
+
+
+def least_permissions() -> list[str]:
+    """The application permissions a full install needs, sorted."""
+    return sorted({call.permission for call in GRAPH_CALLS if not call.permission.startswith("(")})

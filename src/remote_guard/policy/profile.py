@@ -1,0 +1,181 @@
+"""School profiles: a code of practice as data (``config/policies/*.toml``).
+
+Each clause has a versioned id, one normative sentence, SHALL or SHOULD, its source section, and
+either the rules that enforce it (with parameters) or, if no machine can check it, ``manual``
+with the reason. A profile that cites a missing rule or a bad parameter is refused.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from remote_guard.rules.base import Rule
+
+
+class ProfileError(Exception):
+    """A profile cannot be used; ``str()`` names the file, the clause and the problem."""
+
+
+class RuleBinding(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Clause(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
+    version: int = Field(ge=1)
+    text: str = Field(min_length=10)
+    level: Literal["SHALL", "SHOULD"]
+    source: str = Field(min_length=3)
+    rules: tuple[RuleBinding, ...] = ()
+    manual: str | None = None  # why no machine can check it
+
+    @model_validator(mode="after")
+    def _enforced_or_manual(self) -> Clause:
+        if bool(self.rules) == bool(self.manual):
+            raise ValueError(
+                "a clause needs either rules (how it is checked) or manual (why it cannot be)"
+            )
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}v{self.version}"
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    school: str
+    source_document: str
+    version: str
+    clauses: tuple[Clause, ...]
+
+    @model_validator(mode="after")
+    def _unique_clauses(self) -> Profile:
+        seen: set[str] = set()
+        for clause in self.clauses:
+            if clause.id in seen:
+                raise ValueError(f"clause {clause.id} appears twice")
+            seen.add(clause.id)
+        return self
+
+    def clause(self, clause_id: str) -> Clause:
+        for clause in self.clauses:
+            if clause.id == clause_id:
+                return clause
+        raise KeyError(clause_id)
+
+
+class BoundRule(BaseModel):
+    """A rule as one clause of a profile applies it: with validated parameters."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    clause: Clause
+    rule_id: str
+    params: BaseModel
+
+
+def bind_rules(
+    profile: Profile, registry: Mapping[str, Rule], *, source: str
+) -> tuple[BoundRule, ...]:
+    """Check every rule a profile cites exists and its parameters are valid.
+
+    Raises:
+        ProfileError: a rule is unknown or a parameter is wrong; names the clause and the fix.
+    """
+    bound: list[BoundRule] = []
+    problems: list[str] = []
+    for clause in profile.clauses:
+        for binding in clause.rules:
+            rule = registry.get(binding.rule)
+            if rule is None:
+                known = ", ".join(sorted(registry))
+                problems.append(
+                    f"clause {clause.id}: rule {binding.rule!r} does not exist (known rules: {known})"
+                )
+                continue
+            try:
+                params = rule.Params(**binding.params)
+            except ValidationError as exc:
+                for item in exc.errors():
+                    where = ".".join(str(part) for part in item["loc"]) or "(params)"
+                    problems.append(
+                        f"clause {clause.id}: rule {binding.rule} parameter {where}: {item['msg']}"
+                    )
+                continue
+            bound.append(BoundRule(clause=clause, rule_id=binding.rule, params=params))
+    if problems:
+        raise ProfileError(f"{source}: the profile is refused.\n  - " + "\n  - ".join(problems))
+    return tuple(bound)
+
+
+def builtin_profile_dir() -> Path:
+    """The ``config/policies`` folder of the source checkout (the shipped profiles)."""
+    return Path(__file__).resolve().parents[3] / "config" / "policies"
+
+
+def find_profile(name: str, dirs: Sequence[Path]) -> Path:
+    """Locate a profile by name (``bramham-shadwell``) or path.
+
+    Raises:
+        ProfileError: no such profile in any of ``dirs`` or the shipped profiles.
+    """
+    candidate = Path(name)
+    if candidate.suffix == ".toml" and candidate.is_file():
+        return candidate
+    searched = [*dirs, builtin_profile_dir()]
+    for folder in searched:
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    raise ProfileError(
+        f"no profile named {name!r}: looked for {name}.toml in "
+        + ", ".join(str(folder) for folder in searched)
+        + ". Set [policy] profile to one of the files in config/policies/."
+    )
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate a profile file (rules are bound separately, see :func:`bind_rules`).
+
+    Raises:
+        ProfileError: the file is unreadable, not TOML, or not a valid profile.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: is not valid TOML ({exc})") from exc
+    header = data.pop("profile", {})
+    if not isinstance(header, dict):
+        raise ProfileError(f"{path}: [profile] must be a table")
+    raw_clauses = data.pop("clauses", [])
+    try:
+        return Profile(**header, clauses=raw_clauses, **data)
+    except ValidationError as exc:
+        lines = [f"{path}: the profile is not valid."]
+        for item in exc.errors():
+            loc = list(item["loc"])
+            where = ".".join(str(part) for part in loc)
+            if len(loc) >= 2 and loc[0] == "clauses" and isinstance(loc[1], int):
+                clauses = raw_clauses if isinstance(raw_clauses, list) else []
+                if 0 <= loc[1] < len(clauses) and isinstance(clauses[loc[1]], dict):
+                    where = f"clause {clauses[loc[1]].get('id', loc[1])}" + (
+                        "." + ".".join(str(p) for p in loc[2:]) if loc[2:] else ""
+                    )
+            lines.append(f"  - {where}: {item['msg'].removeprefix('Value error, ')}")
+        raise ProfileError("\n".join(lines)) from exc

@@ -1,0 +1,88 @@
+"""The poller as a named, scheduled job that stops cleanly on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from remote_guard.poll.service import Poller, PollResult, run_poll
+
+log = structlog.get_logger(__name__)
+
+
+def job_id(tenant_id: str) -> str:
+    return f"poll:{tenant_id}"
+
+
+def run_scheduled(
+    poller: Poller,
+    *,
+    interval_seconds: float,
+    stop: threading.Event | None = None,
+    max_cycles: int | None = None,
+    on_result: Callable[[PollResult], None] | None = None,
+    install_signal_handlers: bool = True,
+) -> int:
+    """Poll every ``interval_seconds`` until stopped; return the number of cycles run.
+
+    The job has an explicit id, ``max_instances=1`` (a slow cycle is never overlapped by the next)
+    and ``coalesce=True`` (missed runs collapse into one). SIGTERM and SIGINT let the running
+    cycle finish its current session, then stop.
+    """
+    stop = stop or threading.Event()
+    cycles = 0
+    lock = threading.Lock()
+
+    def cycle() -> None:
+        nonlocal cycles
+        if stop.is_set():
+            return
+        result = run_poll(poller)
+        with lock:
+            cycles += 1
+            reached = max_cycles is not None and cycles >= max_cycles
+        if on_result is not None:
+            on_result(result)
+        if reached:
+            stop.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    if install_signal_handlers and threading.current_thread() is threading.main_thread():
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("poller.stopping", signal=signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handle)
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        cycle,
+        "interval",
+        seconds=interval_seconds,
+        id=job_id(poller.settings.tenant.tenant_id),
+        name=f"poll tenant {poller.settings.tenant.tenant_id}",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=datetime.now(UTC),
+        misfire_grace_time=None,
+    )
+    scheduler.start()
+    log.info("poller.started", interval_seconds=interval_seconds)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        log.info("poller.stopped", cycles=cycles)
+    return cycles

@@ -1,0 +1,286 @@
+"""One poll cycle: collect -> snapshot -> evaluate -> store, one session per transaction.
+
+Each session's snapshot, findings and session row are committed together, so a crash mid-poll
+repeats work on the next run rather than losing or half-writing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from remote_guard.clock import Clock
+from remote_guard.collect.collector import Collector
+from remote_guard.collect.models import SessionRow, SnapshotRow
+from remote_guard.collect.snapshot import SessionSnapshot
+from remote_guard.consent.registers import Registers
+from remote_guard.consent.service import load_registers
+from remote_guard.directory.service import load_directory
+from remote_guard.findings.service import RecordResult, record_findings
+from remote_guard.graph.client import GraphClient
+from remote_guard.graph.errors import GraphError
+from remote_guard.policy.profile import BoundRule, Profile
+from remote_guard.poll.models import PollRunRow
+from remote_guard.rules.base import OPEN_STATUSES, Finding, Rule, RuleContext, SchoolDay
+from remote_guard.rules.engine import evaluate_snapshot
+from remote_guard.settings import Settings
+from remote_guard.store.db import transaction
+
+log = structlog.get_logger(__name__)
+
+FindingListener = Callable[[Finding, str | None], None]
+
+
+@dataclass
+class Poller:
+    """Everything a poll cycle needs, built once at start-up and passed in."""
+
+    settings: Settings
+    graph: GraphClient
+    db: sessionmaker[Session]
+    profile: Profile
+    bound_rules: tuple[BoundRule, ...]
+    registry: Mapping[str, Rule]
+    clock: Clock
+    on_finding: FindingListener | None = None  # told of each new or changed open finding
+
+    @property
+    def school_day(self) -> SchoolDay:
+        day = self.settings.school_day
+        return SchoolDay(
+            timezone=day.timezone,
+            start=day.start,
+            end=day.end,
+            weekdays=frozenset(day.weekdays),
+            terms=tuple((term.start, term.end) for term in day.terms),
+        )
+
+    def context(self, registers: Registers, now: datetime) -> RuleContext:
+        return RuleContext(
+            now=now,
+            tenant_id=self.settings.tenant.tenant_id,
+            registers=registers,
+            school_day=self.school_day,
+        )
+
+
+@dataclass
+class PollResult:
+    run_id: str
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    graph: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def snapshot_digest(snapshot: SessionSnapshot) -> str:
+    """A digest of what a snapshot says, ignoring when it was read."""
+    data = snapshot.model_dump(mode="json", exclude={"collected_at"})
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def run_poll(poller: Poller) -> PollResult:
+    """Run one full poll cycle and record it as a poll run.
+
+    Never raises for Graph trouble: a cycle that could not read something ends ``partial`` or
+    ``failed`` with the reasons recorded, and findings already stored are kept.
+    """
+    run_id = str(uuid.uuid4())
+    started = poller.clock()
+    bound_log = log.bind(poll_run_id=run_id)
+    with transaction(poller.db) as session:
+        session.add(
+            PollRunRow(
+                id=run_id,
+                tenant_id=poller.settings.tenant.tenant_id,
+                started_at=started,
+                status="running",
+                counts={},
+                errors=[],
+                graph={},
+            )
+        )
+    requests_before = poller.graph.stats.total
+    counts: Counter[str] = Counter()
+    errors: list[str] = []
+    status = "ok"
+    with poller.db() as session:
+        registers = load_registers(session)
+    try:
+        directory = load_directory(poller.graph, poller.settings)
+    except GraphError as exc:
+        errors.append(f"directory: {exc.reason}")
+        status = "failed"
+        bound_log.error("poll.directory_failed", reason=exc.reason)
+    else:
+        counts["people"] = len(directory.people)
+        window_start = started - timedelta(hours=poller.settings.poll.lookback_hours)
+        window_end = started + timedelta(days=poller.settings.poll.lookahead_days)
+        with poller.db() as session:
+            final_ids = set(
+                session.scalars(
+                    select(SessionRow.id).where(
+                        SessionRow.final_collected_at.is_not(None),
+                        SessionRow.scheduled_start >= window_start,
+                    )
+                )
+            )
+        collector = Collector(
+            graph=poller.graph,
+            settings=poller.settings,
+            directory=directory,
+            clock=poller.clock,
+        )
+        seen: set[str] = set()
+        for collected in collector.collect(
+            window_start=window_start, window_end=window_end, skip=final_ids
+        ):
+            seen.add(collected.snapshot.session_id)
+            _store_and_evaluate(
+                poller,
+                collected.snapshot,
+                final=collected.final,
+                registers=registers,
+                run_id=run_id,
+                counts=counts,
+            )
+        # Sessions already read in full are re-evaluated from their stored snapshot, so a consent
+        # registered later, or a changed profile, updates their findings without Graph calls.
+        for snapshot in _stored_final_snapshots(poller, final_ids - seen):
+            _store_and_evaluate(
+                poller, snapshot, final=True, registers=registers, run_id=run_id, counts=counts,
+                reevaluate_only=True,
+            )
+        errors.extend(collector.errors)
+        if collector.errors:
+            status = "partial"
+    finished = poller.clock()
+    graph = poller.graph.stats.snapshot()
+    graph["requests_this_run"] = poller.graph.stats.total - requests_before
+    graph["tokens_issued"] = poller.graph.tokens.tokens_issued
+    with transaction(poller.db) as session:
+        row = session.get(PollRunRow, run_id)
+        if row is not None:
+            row.finished_at = finished
+            row.status = status
+            row.counts = dict(counts)
+            row.errors = errors[:200]
+            row.graph = graph
+    bound_log.info(
+        "poll.finished",
+        status=status,
+        seconds=round((finished - started).total_seconds(), 2),
+        graph_requests=graph["requests_this_run"],
+        **dict(counts),
+    )
+    return PollResult(
+        run_id=run_id,
+        status=status,
+        started_at=started,
+        finished_at=finished,
+        counts=counts,
+        errors=errors,
+        graph=graph,
+    )
+
+
+def _stored_final_snapshots(poller: Poller, session_ids: set[str]) -> list[SessionSnapshot]:
+    if not session_ids:
+        return []
+    with poller.db() as session:
+        rows = session.execute(
+            select(SnapshotRow.data)
+            .join(SessionRow, SessionRow.latest_snapshot_id == SnapshotRow.id)
+            .where(SessionRow.id.in_(sorted(session_ids)))
+        ).all()
+    return [SessionSnapshot.model_validate(data) for (data,) in rows]
+
+
+def _store_and_evaluate(
+    poller: Poller,
+    snapshot: SessionSnapshot,
+    *,
+    final: bool,
+    registers: Registers,
+    run_id: str,
+    counts: Counter[str],
+    reevaluate_only: bool = False,
+) -> RecordResult:
+    now = poller.clock()
+    findings = evaluate_snapshot(
+        snapshot,
+        profile=poller.profile,
+        bound_rules=poller.bound_rules,
+        registry=poller.registry,
+        context=poller.context(registers, now),
+    )
+    with transaction(poller.db) as session:
+        if not reevaluate_only:
+            _store_snapshot(session, snapshot, final=final, run_id=run_id, now=now)
+        result = record_findings(
+            session,
+            session_id=snapshot.session_id,
+            findings=findings,
+            evaluated_rules={bound.rule_id for bound in poller.bound_rules},
+            now=now,
+            poll_run_id=run_id,
+        )
+    counts["sessions"] += 1
+    counts["findings_created"] += len(result.created)
+    counts["findings_changed"] += len(result.changed)
+    if poller.on_finding is not None:
+        for finding in result.created:
+            if finding.status in OPEN_STATUSES:
+                poller.on_finding(finding, None)
+        for previous, finding in result.changed:
+            poller.on_finding(finding, previous)
+    return result
+
+
+def _store_snapshot(
+    session: Session, snapshot: SessionSnapshot, *, final: bool, run_id: str, now: datetime
+) -> None:
+    digest = snapshot_digest(snapshot)
+    row = session.get(SessionRow, snapshot.session_id)
+    if row is None:
+        row = SessionRow(id=snapshot.session_id, first_seen_at=now, last_collected_at=now)
+        session.add(row)
+    row.kind = snapshot.kind.value
+    row.subject = snapshot.subject
+    row.organizer_id = snapshot.organizer_id
+    organizer = snapshot.people.get(snapshot.organizer_id or "")
+    row.school = organizer.school if organizer is not None else None
+    row.join_url = snapshot.join_url
+    row.scheduled_start = snapshot.scheduled_start or snapshot.actual_start
+    row.scheduled_end = snapshot.scheduled_end or snapshot.actual_end
+    row.last_collected_at = now
+    if final and row.final_collected_at is None:
+        row.final_collected_at = now
+    latest = session.get(SnapshotRow, row.latest_snapshot_id) if row.latest_snapshot_id else None
+    if latest is None or latest.digest != digest:
+        snapshot_row = SnapshotRow(
+            session_id=snapshot.session_id,
+            collected_at=snapshot.collected_at,
+            poll_run_id=run_id,
+            digest=digest,
+            data=snapshot.model_dump(mode="json"),
+        )
+        session.add(snapshot_row)
+        session.flush()
+        row.latest_snapshot_id = snapshot_row.id

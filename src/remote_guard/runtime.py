@@ -1,0 +1,38 @@
+"""Assembles the running service from settings: database, Graph client, profile, rules."""
+
+from __future__ import annotations
+
+from remote_guard.clock import Clock, utc_now
+from remote_guard.graph.client import GraphClient
+from remote_guard.policy.profile import bind_rules, find_profile, load_profile
+from remote_guard.poll.service import FindingListener, Poller
+from remote_guard.rules.registry import load_rules
+from remote_guard.settings import Settings
+from remote_guard.store.db import make_engine, migrate, session_factory
+
+
+def build_poller(
+    settings: Settings, *, clock: Clock = utc_now, on_finding: FindingListener | None = None
+) -> Poller:
+    """Everything one tenant's poll needs, built once.
+
+    Raises:
+        ProfileError: the configured profile is missing or refers to unknown rules or parameters.
+        sqlalchemy.exc.OperationalError: the database cannot be reached or migrated.
+    """
+    registry = load_rules()
+    path = find_profile(settings.policy.profile, settings.policy.profile_dirs)
+    profile = load_profile(path)
+    bound = bind_rules(profile, registry, source=str(path))
+    engine = make_engine(settings.database.url)
+    migrate(engine)
+    return Poller(
+        settings=settings,
+        graph=GraphClient(settings.tenant),
+        db=session_factory(engine),
+        profile=profile,
+        bound_rules=bound,
+        registry=registry,
+        clock=clock,
+        on_finding=on_finding,
+    )
