@@ -54,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--scenario", type=Path, required=True)
     check.add_argument("--format", choices=("json", "text"), default="text")
-    check.add_argument(
-        "--all", action="store_true", help="include pass and not_applicable results"
-    )
+    check.add_argument("--all", action="store_true", help="include pass and not_applicable results")
     check.add_argument("--state-dir", type=Path, default=None)
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
@@ -83,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             from remote_guard.fakegraph.harness import serve_fake_tenant
 
             return serve_fake_tenant(
-                scenario_path=args.scenario, demo=args.demo, port=args.port, state_dir=args.state_dir
+                scenario_path=args.scenario,
+                demo=args.demo,
+                port=args.port,
+                state_dir=args.state_dir,
             )
         if args.command == "scenario":
             from remote_guard.fakegraph.demo import demo_scenario
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "check":
             from remote_guard.fakegraph.harness import print_check, run_check_file
+            from remote_guard.logs import configure_logging
+            from remote_guard.settings import LoggingSettings
+
+            # stdout carries the findings; logs go to stderr.
+            configure_logging(LoggingSettings(level="warning"), stream=sys.stderr)
 
             result = run_check_file(args.scenario, state_dir=args.state_dir)
             print_check(result, output_format=args.format, include_all=args.all)
@@ -122,9 +128,19 @@ def _poll(settings: Settings, *, once: bool) -> int:
     poller = build_poller(settings)
     if once:
         result = run_poll(poller)
-        print(json.dumps({"run_id": result.run_id, "status": result.status,
-                          "seconds": round(result.seconds, 2), "counts": dict(result.counts),
-                          "errors": result.errors, "graph": result.graph}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "seconds": round(result.seconds, 2),
+                    "counts": dict(result.counts),
+                    "errors": result.errors,
+                    "graph": result.graph,
+                },
+                indent=2,
+            )
+        )
         return 0 if result.status != "failed" else 1
     run_scheduled(poller, interval_seconds=settings.poll.interval_seconds)
     return 0

@@ -66,8 +66,8 @@ _SECRET_SUFFIXES = (
     "_cookie",
     "_authorization",
 )
-# Keys structlog's stdlib bridge uses for its own objects; they are removed before rendering
-# and must reach the processors that need them intact.
+# The stdlib bridge's own objects (removed before rendering) and exc_info (turned into text by
+# format_exc_info, which needs the original): processors after this one need them intact.
 _INTERNAL_KEYS = frozenset({"_record", "_from_structlog", "exc_info"})
 
 # Under a key named "code", Graph puts its error codes ("TooManyRequests", "ErrorAccessDenied"),
@@ -137,7 +137,7 @@ def redact_text(text: str) -> str:
 
 def _redact_keyed(key: object, value: Any, depth: int) -> Any:
     """The value stored under ``key``, redacted whole if the key names a secret."""
-    if value is None or value == "" or not _is_secret_key(key):
+    if value is None or (isinstance(value, str) and not value) or not _is_secret_key(key):
         return _redact_value(value, depth)
     if _normalise_key(key) == "code" and (
         isinstance(value, int) or (isinstance(value, str) and _ERROR_CODE.fullmatch(value))
@@ -263,3 +263,5 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
         third_party = logging.getLogger(name)
         third_party.handlers.clear()
         third_party.propagate = True
+        # A dictConfig elsewhere (uvicorn's default) may have disabled it.
+        third_party.disabled = False

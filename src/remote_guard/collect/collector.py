@@ -40,6 +40,7 @@ from remote_guard.graph.models import (
     AttendanceRecord,
     CallRecord,
     CallRecordParticipant,
+    CallRecordSession,
     Channel,
     ChatMessage,
     Event,
@@ -62,10 +63,12 @@ FOREIGN_LINK = re.compile(
     r"discord\.com|facetime\.apple\.com|bluejeans\.com|chime\.aws)(?:/[^\s\"'<>]*)?",
     re.IGNORECASE,
 )
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_PHONE = re.compile(r"[+\d*#\s()-]{6,}")
 TEAMS_JOIN = re.compile(r"^https://teams\.microsoft\.com/l/meetup-join/", re.IGNORECASE)
 
 
-class _Unreadable(Exception):
+class _UnreadableError(Exception):
     """A piece of a session could not be read; the message is the reason for ``missing``."""
 
 
@@ -178,7 +181,9 @@ class Collector:
     def _discover(self, start: datetime, end: datetime) -> dict[str, _Found]:
         found: dict[str, _Found] = {}
         staff = sorted(
-            person.id for person in self._directory.people.values() if person.kind is PersonKind.STAFF
+            person.id
+            for person in self._directory.people.values()
+            if person.kind is PersonKind.STAFF
         )
         for mailbox_id in staff:
             try:
@@ -201,10 +206,12 @@ class Collector:
     def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
         join_url = self._join_url(event)
         text = " ".join(
-            part for part in (
+            part
+            for part in (
                 event.body.content if event.body else None,
                 event.location.display_name if event.location else None,
-            ) if part
+            )
+            if part
         )
         foreign = FOREIGN_LINK.search(text) is not None
         if not (event.is_online_meeting or join_url or foreign):
@@ -227,9 +234,7 @@ class Collector:
 
     # --- resolving a calendar session ---------------------------------------------------------
 
-    def _resolve_event(
-        self, session_id: str, item: _Found, records: list[CallRecord]
-    ) -> Collected:
+    def _resolve_event(self, session_id: str, item: _Found, records: list[CallRecord]) -> Collected:
         now = self._clock()
         event = item.event
         join_url = self._join_url(event)
@@ -258,10 +263,12 @@ class Collector:
             )
         is_teams = bool(join_url and TEAMS_JOIN.match(join_url))
         text = " ".join(
-            part for part in (
+            part
+            for part in (
                 event.body.content if event.body else None,
                 event.location.display_name if event.location else None,
-            ) if part
+            )
+            if part
         )
         snapshot = SessionSnapshot(
             session_id=session_id,
@@ -269,7 +276,8 @@ class Collector:
             subject=event.subject,
             organizer_id=organizer_id,
             organizer_email=organizer_address,
-            organizer_tenant_id=context.get("Tid") or (self._settings.tenant.tenant_id if organizer else None),
+            organizer_tenant_id=context.get("Tid")
+            or (self._settings.tenant.tenant_id if organizer else None),
             scheduled_start=start,
             scheduled_end=end,
             is_cancelled=bool(event.is_cancelled),
@@ -296,7 +304,7 @@ class Collector:
         meeting: OnlineMeeting | None = None
         try:
             meeting = self._online_meeting(lookup_user, join_url)
-        except _Unreadable as exc:
+        except _UnreadableError as exc:
             snapshot.missing[Missing.SETTINGS] = str(exc)
         if meeting is not None:
             snapshot.online_meeting_id = meeting.id
@@ -327,7 +335,13 @@ class Collector:
         complete = (
             not snapshot.missing
             and snapshot.presence is not None
-            and (settled or (bool(records) and any(p.source == "attendance_report" for p in snapshot.presence)))
+            and (
+                settled
+                or (
+                    bool(records)
+                    and any(p.source == "attendance_report" for p in snapshot.presence)
+                )
+            )
         )
         return Collected(snapshot=snapshot, final=complete)
 
@@ -343,9 +357,9 @@ class Collector:
                 return None
             return parse(OnlineMeeting, values[0], what="online meeting")
         except GraphError as exc:
-            raise _Unreadable(exc.reason) from exc
+            raise _UnreadableError(exc.reason) from exc
         except PayloadError as exc:
-            raise _Unreadable(str(exc)) from exc
+            raise _UnreadableError(str(exc)) from exc
 
     def _presence(
         self,
@@ -362,18 +376,26 @@ class Collector:
         if meeting is not None and organizer is not None and snapshot.channel is None:
             try:
                 presence = self._attendance(snapshot, organizer.id, meeting.id or "")
-            except _Unreadable as exc:
+            except _UnreadableError as exc:
                 reasons.append(f"attendance report: {exc}")
         # Call records name everyone who took part (including dial-in and anonymous joiners).
         call_presence: list[Presence] = []
         for record in records:
             try:
-                call_presence.extend(self._call_participants(snapshot, record))
-            except _Unreadable as exc:
+                participants = self._call_participants(snapshot, record)
+                # Without an attendance report (channel meetings), the call's sessions give each
+                # participant's join and leave times; the participant list alone does not.
+                timed = self._call_sessions(snapshot, record) if not presence else []
+                call_presence.extend(timed or participants)
+            except _UnreadableError as exc:
                 reasons.append(f"call record: {exc}")
             snapshot.call_record_ids.append(record.id or "")
-            snapshot.actual_start = min(filter(None, [snapshot.actual_start, record.start_date_time]), default=None)
-            snapshot.actual_end = max(filter(None, [snapshot.actual_end, record.end_date_time]), default=None)
+            snapshot.actual_start = min(
+                filter(None, [snapshot.actual_start, record.start_date_time]), default=None
+            )
+            snapshot.actual_end = max(
+                filter(None, [snapshot.actual_end, record.end_date_time]), default=None
+            )
         if presence:
             snapshot.presence = presence
             snapshot.sources["attendance"] = "attendanceReports/attendanceRecords"
@@ -390,7 +412,9 @@ class Collector:
                     f"{self._settings.poll.data_settle_minutes} minutes after the session ended"
                 )
 
-    def _attendance(self, snapshot: SessionSnapshot, organizer_id: str, meeting_id: str) -> list[Presence]:
+    def _attendance(
+        self, snapshot: SessionSnapshot, organizer_id: str, meeting_id: str
+    ) -> list[Presence]:
         base = f"/users/{organizer_id}/onlineMeetings/{meeting_id}/attendanceReports"
         presence: dict[str, list[Interval]] = {}
         try:
@@ -409,9 +433,9 @@ class Collector:
                             Interval(start=interval.join_date_time, end=interval.leave_date_time)
                         )
         except GraphError as exc:
-            raise _Unreadable(exc.reason) from exc
+            raise _UnreadableError(exc.reason) from exc
         except PayloadError as exc:
-            raise _Unreadable(str(exc)) from exc
+            raise _UnreadableError(str(exc)) from exc
         return [
             Presence(person_id=pid, intervals=intervals, source="attendance_report")
             for pid, intervals in sorted(presence.items())
@@ -419,24 +443,33 @@ class Collector:
 
     def _attendee(self, record: AttendanceRecord) -> Person:
         identity = record.identity
+        ident = (identity.id if identity else None) or record.id or "unknown"
+        if ident in self._directory.people:
+            return self._directory.people[ident]
         by_address = self._directory.find_by_address(record.email_address)
         if by_address is not None:
             return by_address
-        ident = (identity.id if identity else None) or record.id or "unknown"
         name = (identity.display_name if identity else None) or ""
         tenant = identity.tenant_id if identity else None
-        if ident in self._directory.people:
-            return self._directory.people[ident]
-        if not tenant:
-            # No Entra tenant: someone who joined by link with a typed-in name, or by phone.
-            kind = PersonKind.PHONE if re.fullmatch(r"[+\d*#\s()-]{6,}", name) else PersonKind.ANONYMOUS
+        if not _GUID.fullmatch(ident):
+            # Not an Entra object id: joined by link with a typed-in name, or by phone.
+            kind = PersonKind.PHONE if _PHONE.fullmatch(name) else PersonKind.ANONYMOUS
             return Person(id=f"{kind.value}:{ident}", display_name=name, kind=kind)
-        person = self._directory.user(ident, display_name=name, tenant_id=tenant)
-        return self._directory.resolve(self._graph, person)
+        if tenant and tenant.lower() != self._settings.tenant.tenant_id.lower():
+            return self._directory.user(ident, display_name=name, tenant_id=tenant)
+        # Microsoft's attendance records often carry no tenantId, even for members: ask the
+        # directory whether this is one of ours (a guest, or someone in no configured group).
+        person = self._directory.resolve(
+            self._graph, self._directory.user(ident, display_name=name, tenant_id=None)
+        )
+        if person.kind is PersonKind.UNKNOWN and person.id not in self._directory.looked_up_found:
+            return Person(id=ident, display_name=name, kind=PersonKind.EXTERNAL, tenant_id=tenant)
+        return person
 
     def _call_participants(self, snapshot: SessionSnapshot, record: CallRecord) -> list[Presence]:
         participants: list[CallRecordParticipant] = list(record.participants or [])
-        if not participants and record.id:
+        # An expanded participants_v2 is itself paged; read the whole list from its own endpoint.
+        if (not participants or record.participants_next_link) and record.id:
             try:
                 participants = [
                     parse(CallRecordParticipant, raw, what="call participant")
@@ -445,22 +478,61 @@ class Collector:
                     )
                 ]
             except GraphError as exc:
-                raise _Unreadable(exc.reason) from exc
+                raise _UnreadableError(exc.reason) from exc
             except PayloadError as exc:
-                raise _Unreadable(str(exc)) from exc
+                raise _UnreadableError(str(exc)) from exc
         presence: list[Presence] = []
         start, end = record.start_date_time, record.end_date_time
         for participant in participants:
-            person = self._directory.identity(participant.identity, fallback_id=participant.id or "unknown")
+            person = self._directory.identity(
+                participant.identity, fallback_id=participant.id or "unknown"
+            )
             person = self._directory.resolve(self._graph, person)
             snapshot.people.setdefault(person.id, person)
             if start is not None:
                 # Call records give who took part, not when: the whole call is assumed.
                 presence.append(
-                    Presence(person_id=person.id, intervals=[Interval(start=start, end=end)],
-                             source="call_record")
+                    Presence(
+                        person_id=person.id,
+                        intervals=[Interval(start=start, end=end)],
+                        source="call_record",
+                    )
                 )
         return presence
+
+    def _call_sessions(self, snapshot: SessionSnapshot, record: CallRecord) -> list[Presence]:
+        if not record.id:
+            return []
+        try:
+            body = self._graph.get(
+                f"/communications/callRecords/{record.id}",
+                params={"$expand": "sessions($expand=segments)"},
+            )
+            raw_sessions = body.get("sessions")
+            sessions = [
+                parse(CallRecordSession, raw, what="call session")
+                for raw in (raw_sessions if isinstance(raw_sessions, list) else [])
+            ]
+        except GraphError as exc:
+            raise _UnreadableError(exc.reason) from exc
+        except PayloadError as exc:
+            raise _UnreadableError(str(exc)) from exc
+        intervals: dict[str, list[Interval]] = {}
+        for session in sessions:
+            caller = session.caller.identity if session.caller else None
+            if caller is None or session.start_date_time is None:
+                continue
+            person = self._directory.resolve(
+                self._graph, self._directory.identity(caller, fallback_id=session.id or "unknown")
+            )
+            snapshot.people.setdefault(person.id, person)
+            intervals.setdefault(person.id, []).append(
+                Interval(start=session.start_date_time, end=session.end_date_time)
+            )
+        return [
+            Presence(person_id=pid, intervals=spans, source="call_record")
+            for pid, spans in sorted(intervals.items())
+        ]
 
     def _chat(self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None) -> None:
         if meeting is None or meeting.chat_info is None or not meeting.chat_info.thread_id:
@@ -490,29 +562,47 @@ class Collector:
         snapshot.chat = sorted(activity, key=lambda item: (item.created, item.message_id))
         snapshot.sources["chat"] = path
 
-    def _chat_activity(self, snapshot: SessionSnapshot, message: ChatMessage, *, store_text: bool) -> ChatActivity:
+    def _chat_activity(
+        self, snapshot: SessionSnapshot, message: ChatMessage, *, store_text: bool
+    ) -> ChatActivity:
         created = message.created_date_time or snapshot.collected_at
         if message.is_system:
             detail = message.event_detail
             event_type = (detail.odata_type or "").rsplit(".", 1)[-1] if detail else None
-            if detail is not None and detail.initiator is not None and event_type in {
-                "callRecordingEventMessageDetail",
-                "callTranscriptEventMessageDetail",
-            }:
+            if (
+                detail is not None
+                and detail.initiator is not None
+                and event_type
+                in {
+                    "callRecordingEventMessageDetail",
+                    "callTranscriptEventMessageDetail",
+                }
+            ):
                 initiator = self._directory.identity(detail.initiator, fallback_id="unknown")
                 snapshot.people.setdefault(initiator.id, initiator)
                 snapshot.recordings = [
                     *(snapshot.recordings or []),
                     RecordingEvent(
                         id=f"chat:{message.id}",
-                        kind="recording" if event_type.startswith("callRecording") else "transcript",
+                        kind="recording"
+                        if event_type.startswith("callRecording")
+                        else "transcript",
                         started=created,
                         initiator_id=initiator.id,
                         source="chat_event",
                     ),
                 ]
-            return ChatActivity(message_id=message.id or "", created=created, sender_kind="system", event_type=event_type)
-        sender = self._directory.identity(message.from_, fallback_id="unknown") if message.from_ else None
+            return ChatActivity(
+                message_id=message.id or "",
+                created=created,
+                sender_kind="system",
+                event_type=event_type,
+            )
+        sender = (
+            self._directory.identity(message.from_, fallback_id="unknown")
+            if message.from_
+            else None
+        )
         if sender is None or sender.kind is PersonKind.APPLICATION:
             return ChatActivity(
                 message_id=message.id or "",
@@ -529,7 +619,9 @@ class Collector:
             text=(message.body.content if message.body else None) if store_text else None,
         )
 
-    def _recordings(self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None, organizer: Person | None) -> None:
+    def _recordings(
+        self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None, organizer: Person | None
+    ) -> None:
         if snapshot.channel is not None:
             # The recordings API does not cover channel meetings; the chat event still does.
             snapshot.recordings = snapshot.recordings or []
@@ -569,7 +661,9 @@ class Collector:
         try:
             for raw in self._graph.iter_items(
                 "/communications/callRecords",
-                params={"$filter": f"startDateTime ge {_iso(start)} and startDateTime lt {_iso(end)}"},
+                params={
+                    "$filter": f"startDateTime ge {_iso(start)} and startDateTime lt {_iso(end)}"
+                },
             ):
                 try:
                     records.append(parse(CallRecord, raw, what="call record"))
@@ -593,7 +687,7 @@ class Collector:
         )
         try:
             snapshot.presence = self._call_participants(snapshot, record)
-        except _Unreadable as exc:
+        except _UnreadableError as exc:
             self.errors.append(f"call record {record.id}: {exc}")
             return None
         kinds = {snapshot.person(p.person_id).kind for p in snapshot.presence}
@@ -605,7 +699,11 @@ class Collector:
         if organizer is not None:
             person = self._directory.identity(organizer, fallback_id="unknown")
             snapshot.organizer_id = person.id
-        snapshot.missing[Missing.CHAT] = "ad-hoc calls are matched to their chat by notifications"
+        if snapshot.kind is SessionKind.MEETING:
+            # An ad-hoc meeting ("Meet now") has a chat, but no calendar entry leads to it.
+            snapshot.missing[Missing.CHAT] = (
+                "the chat of an ad-hoc meeting without a calendar entry is not read"
+            )
         return Collected(snapshot=snapshot, final=True)
 
     def _channel(self, thread_id: str) -> ChannelRef | None:

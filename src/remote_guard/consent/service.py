@@ -44,12 +44,12 @@ def load_registers(session: Session) -> Registers:
         for row in session.scalars(select(RegistrationRow).order_by(RegistrationRow.id))
     )
     activities = frozenset(session.scalars(select(ApprovedActivityRow.name)))
-    return Registers(
-        registrations=registrations, consents=consents, approved_activities=activities
-    )
+    return Registers(registrations=registrations, consents=consents, approved_activities=activities)
 
 
-def save_consent(session: Session, *, consent: Consent, recorded_by: str | None, now: datetime) -> None:
+def save_consent(
+    session: Session, *, consent: Consent, recorded_by: str | None, now: datetime
+) -> None:
     row = session.get(ConsentRow, consent.id) or ConsentRow(id=consent.id)
     row.pupil_id = consent.pupil_id
     row.scope = consent.scope
@@ -89,6 +89,8 @@ def save_registration(
     session.merge(row)
 
 
-def save_approved_activity(session: Session, *, name: str, approved_by: str | None, now: datetime) -> None:
+def save_approved_activity(
+    session: Session, *, name: str, approved_by: str | None, now: datetime
+) -> None:
     if session.get(ApprovedActivityRow, name) is None:
         session.add(ApprovedActivityRow(name=name, approved_by=approved_by, approved_at=now))

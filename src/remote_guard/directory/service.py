@@ -26,6 +26,7 @@ class Directory:
     people: dict[str, Person] = field(default_factory=dict)
     by_address: dict[str, str] = field(default_factory=dict)  # lower-case UPN or mail -> id
     looked_up: dict[str, Person] = field(default_factory=dict)
+    looked_up_found: set[str] = field(default_factory=set)  # ids the directory confirmed exist
 
     def find_by_address(self, address: str | None) -> Person | None:
         if not address:
@@ -39,10 +40,18 @@ class Directory:
         if known is not None:
             return known
         if tenant_id and tenant_id.lower() != self.tenant_id.lower():
-            return Person(id=user_id, display_name=display_name or "", kind=PersonKind.EXTERNAL,
-                          tenant_id=tenant_id)
-        return Person(id=user_id, display_name=display_name or "", kind=PersonKind.UNKNOWN,
-                      tenant_id=tenant_id or self.tenant_id)
+            return Person(
+                id=user_id,
+                display_name=display_name or "",
+                kind=PersonKind.EXTERNAL,
+                tenant_id=tenant_id,
+            )
+        return Person(
+            id=user_id,
+            display_name=display_name or "",
+            kind=PersonKind.UNKNOWN,
+            tenant_id=tenant_id or self.tenant_id,
+        )
 
     def resolve(self, graph: GraphClient, person: Person) -> Person:
         """Look up a school-tenant user who is in none of the configured groups (at most once),
@@ -58,7 +67,12 @@ class Directory:
         except (GraphError, PayloadError) as exc:
             log.warning("directory.lookup_failed", user_id=person.id, reason=str(exc))
         else:
-            kind = PersonKind.GUEST if (user.user_type or "").lower() == "guest" else PersonKind.UNKNOWN
+            self.looked_up_found.add(person.id)
+            kind = (
+                PersonKind.GUEST
+                if (user.user_type or "").lower() == "guest"
+                else PersonKind.UNKNOWN
+            )
             resolved = Person(
                 id=person.id,
                 display_name=user.display_name or person.display_name,
@@ -78,8 +92,9 @@ class Directory:
         name = (primary.display_name if primary else None) or ""
         ident = (primary.id if primary else None) or fallback_id
         if kind_name == "user" and primary is not None and primary.id:
-            return self.user(primary.id, display_name=primary.display_name,
-                             tenant_id=primary.tenant_id)
+            return self.user(
+                primary.id, display_name=primary.display_name, tenant_id=primary.tenant_id
+            )
         if kind_name in {"application", "applicationInstance"}:
             return Person(id=f"app:{ident}", display_name=name, kind=PersonKind.APPLICATION)
         if kind_name == "phone":

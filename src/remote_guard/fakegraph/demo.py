@@ -11,8 +11,9 @@ because it must be 19:30 local time; a time on the previous day is always in the
 The seed only changes the pupils' names (and the seconds of their joining and leaving); which
 pupil does what is fixed by position, so the ground truth follows the names.
 
-Which session demonstrates which catalogue clause (``/work/shared/policy/clause-catalogue.md``).
-Rules not written yet can add ``expect`` rows for these sessions.
+Which session demonstrates which clause of the clause catalogue (WPS = Whingate, BSF = Bramham
+and Shadwell). Live sessions run from ``now-20m`` to ``now+25m``. Rules written later can add
+``expect`` rows for these sessions; the two existing rules have theirs below.
 
 =====================================  =========================================================
 Session key                            What happens, and the clause it demonstrates
@@ -28,7 +29,8 @@ bramham-hazel-english                  Two pupils post in the meeting chat, one 
 bramham-rowan-science                  Lesson tail: one pupil stays ~6 min alone with the teacher
                                        after the class leaves (BSF-A.staff-remote.3/4, S-1TO1).
 bramham-beech-history                  An anonymous joiner and a parent's external-tenant account
-                                       admitted to a lesson with pupils (BSF-A.pupil-remote.8).
+                                       admitted from the lobby to a lesson with pupils
+                                       (BSF-A.pupil-remote.8).
 bramham-acorn-story                    Lobby bypass "everyone" and presenters "everyone"
                                        (BSF-A.pupil-remote.8 preventive; BSF-A.pupil-remote.2
                                        preventive: attendees who present can record).
@@ -37,7 +39,7 @@ bramham-oak-reading-1to1               Compliant one-to-one: "reading", approved
 bramham-hazel-catchup-1to1             Planned one-to-one (teacher + one pupil), no registration
                                        or consent, held for 20 min (BSF-A.staff-remote.3/4).
 shadwell-puffins-talktimes-1to1        Registered "Talk Times" one-to-one whose consent was
-                                       withdrawn the day before (BSF-A.staff-remote.4, WPS-5.3).
+                                       withdrawn the day before (BSF-A.staff-remote.4).
 shadwell-kestrels-maths                A guest account (a parent) in a lesson with pupils
                                        (BSF-A.pupil-remote.8, S-EXT).
 shadwell-owls-geography                A dial-in (phone) joiner, dial-in lobby bypass on
@@ -48,9 +50,9 @@ shadwell-owls-bikeability              Organised in another tenant by an outside
                                        invited (WPS-3.4/BSF-3.4, WPS-7.2.k/BSF-7.2.k).
 shadwell-kestrels-spelling-evening     Staff-pupil session at 19:30 the previous evening
                                        (WPS-10.1 contact hours; optional for BSF).
-shadwell-kingfishers-science           A pupil starts the recording (BSF-A.pupil-remote.2;
-                                       WPS-5.1/BSF-5.1); the system recording message is not
-                                       pupil chat.
+shadwell-kingfishers-science           A pupil starts the recording, possible because presenters
+                                       are "everyone" (BSF-A.pupil-remote.2; WPS-5.1/BSF-5.1);
+                                       the system recording message is not pupil chat.
 shadwell-wrens-phonics                 Compliant: channel meeting, chat off, teacher and TA.
 shadwell-robins-reading (live)         A pupil posts in the chat while the lesson is on
                                        (BSF-A.pupil-remote.7); the head of school drops in for
@@ -204,13 +206,13 @@ _CLASSES = (
     _Class("bramham", "hazel", "Hazel Class", "Year 2", "r.dunn", 11),
     _Class("bramham", "oak", "Oak Class", "Year 3", "b.fairbairn", 10),
     _Class("bramham", "rowan", "Rowan Class", "Year 4", "e.clegg", 12),
-    _Class("bramham", "beech", "Beech Class", "Years 5 and 6", "c.metcalfe", 11),
+    _Class("bramham", "beech", "Beech Class", "Year 5/6", "c.metcalfe", 11),
     _Class("shadwell", "wrens", "Wrens Class", "Reception", "h.booth", 8),
     _Class("shadwell", "robins", "Robins Class", "Year 1", "a.sharma", 10),
     _Class("shadwell", "puffins", "Puffins Class", "Year 2", "j.oldroyd", 9),
     _Class("shadwell", "kingfishers", "Kingfishers Class", "Year 3", "m.pickles", 11),
     _Class("shadwell", "kestrels", "Kestrels Class", "Year 4", "c.holroyd", 10),
-    _Class("shadwell", "owls", "Owls Class", "Years 5 and 6", "i.hussain", 12),
+    _Class("shadwell", "owls", "Owls Class", "Year 5/6", "i.hussain", 12),
 )
 
 _CLASS_BY_KEY = {school_class.key: school_class for school_class in _CLASSES}
@@ -265,10 +267,10 @@ def _yesterday(seconds_after_midnight: int) -> When:
 
 
 # Who was present when, in seconds on one time line (from now, or after midnight yesterday).
-Offsets = dict[str, list[tuple[int, int]]]
+_Offsets = dict[str, list[tuple[int, int]]]
 
 
-def _attendance(offsets: Offsets, at: Callable[[int], When] = _rel) -> list[AttendanceSpec]:
+def _attendance(offsets: _Offsets, at: Callable[[int], When] = _rel) -> list[AttendanceSpec]:
     return [
         AttendanceSpec(who=who, intervals=[(at(start), at(end)) for start, end in intervals])
         for who, intervals in offsets.items()
@@ -284,7 +286,7 @@ def _lesson_offsets(
     pupils: Sequence[str],
     must_attend: Sequence[str] = (),
     absentees: int = 1,
-) -> Offsets:
+) -> _Offsets:
     """Join and leave times for a class lesson with no one-to-one stretch over twenty seconds.
 
     The lead adult joins a few minutes early and leaves last; pupils arrive about ten seconds
@@ -296,7 +298,7 @@ def _lesson_offsets(
     away = set(rng.sample(optional, absentees)) if absentees else set()
     attendees = [pupil for pupil in pupils if pupil not in away]
     rng.shuffle(attendees)
-    offsets: Offsets = {staff[0]: [(start - rng.randint(150, 300), end + 30 + rng.randint(0, 30))]}
+    offsets: _Offsets = {staff[0]: [(start - rng.randint(150, 300), end + 30 + rng.randint(0, 30))]}
     for helper in staff[1:]:
         offsets[helper] = [(start - rng.randint(60, 120), end + rng.randint(0, 20))]
     for index, pupil in enumerate(attendees):
@@ -424,7 +426,7 @@ class _DemoDay:
         *,
         must_attend: Sequence[str] = (),
         absentees: int = 1,
-    ) -> Offsets:
+    ) -> _Offsets:
         return _lesson_offsets(
             self.rng,
             start=start,
@@ -445,7 +447,7 @@ class _DemoDay:
         *,
         channel_meeting: bool = True,
         settings: MeetingSettingsSpec | None = None,
-        offsets: Offsets | None = None,
+        offsets: _Offsets | None = None,
         chat: Sequence[ChatMessageSpec] = (),
         recordings: Sequence[RecordingSpec] = (),
         cancelled: bool = False,
@@ -476,7 +478,7 @@ class _DemoDay:
         self, key: str, subject: str, *, staff: str, who: _Pupil, start: int, end: int
     ) -> None:
         """A planned one-to-one (the adult and one pupil invited), held as planned if past."""
-        offsets: Offsets = {}
+        offsets: _Offsets = {}
         if start < 0:
             offsets = {
                 staff: [(start - self.rng.randint(60, 120), end + self.rng.randint(10, 40))],
@@ -748,7 +750,9 @@ class _DemoDay:
 
         evening_start = 19 * _HOUR + 30 * _MINUTE  # seconds after midnight, local time
         evening_pupils = self.class_keys("kestrels")[:3]
-        evening: Offsets = {"c.holroyd": [(evening_start - 120, evening_start + 30 * _MINUTE + 40)]}
+        evening: _Offsets = {
+            "c.holroyd": [(evening_start - 120, evening_start + 30 * _MINUTE + 40)]
+        }
         for index, who in enumerate(evening_pupils):
             evening[who] = [
                 (evening_start - 30 + 15 * index, evening_start + 30 * _MINUTE - 20 + 5 * index)

@@ -93,6 +93,7 @@ ALL_APP_PERMISSIONS = (
     "OnlineMeetingTranscript.Read.All",
     "CallRecords.Read.All",
     "Chat.Read.All",
+    "ChannelMessage.Read.All",
     "Team.ReadBasic.All",
     "Channel.ReadBasic.All",
     "Mail.Send",

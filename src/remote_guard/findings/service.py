@@ -44,6 +44,8 @@ def record_findings(
     result = RecordResult(created=[], changed=[], unchanged=0, retired=0)
     produced: set[str] = set()
     errored_rules = {f.rule_id for f in findings if f.status is Status.ERROR}
+    # Events reference findings by key; they are added after the findings are flushed.
+    events: list[FindingEventRow] = []
     for finding in findings:
         key = finding.key
         if key in produced:
@@ -52,7 +54,7 @@ def record_findings(
         row = existing.get(key)
         if row is None:
             session.add(_new_row(finding, now=now, poll_run_id=poll_run_id))
-            session.add(
+            events.append(
                 FindingEventRow(
                     finding_key=key,
                     at=now,
@@ -67,7 +69,7 @@ def record_findings(
         row.last_seen_at = now
         row.poll_run_id = poll_run_id
         if row.status != finding.status.value:
-            session.add(
+            events.append(
                 FindingEventRow(
                     finding_key=key,
                     at=now,
@@ -88,7 +90,7 @@ def record_findings(
             continue
         if row.status == Status.NOT_APPLICABLE.value:
             continue
-        session.add(
+        events.append(
             FindingEventRow(
                 finding_key=key,
                 at=now,
@@ -102,6 +104,8 @@ def record_findings(
         row.last_changed_at = now
         row.last_seen_at = now
         result.retired += 1
+    session.flush()
+    session.add_all(events)
     session.flush()
     return result
 
@@ -154,7 +158,9 @@ def finding_from_row(row: FindingRow) -> Finding:
     )
 
 
-def list_findings(session: Session, *, statuses: Iterable[Status] | None = None) -> list[FindingRow]:
+def list_findings(
+    session: Session, *, statuses: Iterable[Status] | None = None
+) -> list[FindingRow]:
     query = select(FindingRow).order_by(FindingRow.first_seen_at, FindingRow.key)
     if statuses is not None:
         query = query.where(FindingRow.status.in_([s.value for s in statuses]))

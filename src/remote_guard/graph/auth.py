@@ -7,6 +7,7 @@ from typing import Any
 
 import msal
 import requests
+import requests.adapters
 import structlog
 
 from remote_guard.graph.errors import GraphAuthError
@@ -15,6 +16,29 @@ from remote_guard.settings import TenantSettings
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 log = structlog.get_logger(__name__)
+
+
+class PinnedSession(requests.Session):
+    """A session whose CA bundle and timeout apply to every request.
+
+    requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's ``verify``;
+    MSAL sets only the session's, so a configured ``ca_bundle`` would be ignored wherever those
+    variables are set (common on proxied school networks). Passing them per request wins.
+    """
+
+    def __init__(self, *, verify: bool | str, timeout: float) -> None:
+        super().__init__()
+        self._pinned_verify = verify
+        self._pinned_timeout = timeout
+        adapter = requests.adapters.HTTPAdapter(max_retries=1)
+        self.mount("https://", adapter)
+
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        kwargs["verify"] = self._pinned_verify
+        kwargs.setdefault("timeout", self._pinned_timeout)
+        return super().request(method, url, *args, **kwargs)
 
 
 class TokenProvider:
@@ -49,8 +73,7 @@ class TokenProvider:
             )
             options: dict[str, Any] = {
                 "authority": self._tenant.authority,
-                "verify": verify,
-                "timeout": self._tenant.timeout_seconds,
+                "http_client": PinnedSession(verify=verify, timeout=self._tenant.timeout_seconds),
             }
             if not self._tenant.is_real_microsoft:
                 # Instance discovery asks Microsoft's public host about the authority; a

@@ -36,7 +36,6 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    PlainValidator,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -197,7 +196,7 @@ def _utc_instant(value: object) -> datetime:
     return _as_utc(moment)
 
 
-UtcDateTime = Annotated[datetime, PlainValidator(_utc_instant)]
+UtcDateTime = Annotated[datetime, BeforeValidator(_utc_instant)]
 """An instant, always timezone-aware and in UTC."""
 
 _DURATION = re.compile(
@@ -230,7 +229,7 @@ def _iso_duration(value: object) -> timedelta:
         raise ValueError("duration is out of range") from exc
 
 
-Duration = Annotated[timedelta, PlainValidator(_iso_duration)]
+Duration = Annotated[timedelta, BeforeValidator(_iso_duration)]
 
 # Windows time-zone names (what Outlook writes in dateTimeTimeZone.timeZone) to IANA,
 # from the Unicode CLDR windowsZones table (territory "001"). Graph returns calendar
@@ -1141,3 +1140,24 @@ def parse(model: type[M], data: object, *, what: str) -> M:
         raise PayloadError(
             what=what, location="", problem="payload is nested too deeply", count=1
         ) from None
+
+
+class CallEndpoint(ODataTyped):
+    """A call session's caller or callee (participantEndpoint or serviceEndpoint)."""
+
+    identity: IdentitySet | None = None
+
+
+class CallRecordSession(GraphModel):
+    """One leg of a call record: for a meeting, one participant's time in it.
+
+    Read with ``GET /communications/callRecords/{id}?$expand=sessions($expand=segments)``; the
+    only source of join and leave times for channel meetings, which have no attendance reports.
+    """
+
+    id: GraphId
+    caller: CallEndpoint | None = None
+    callee: CallEndpoint | None = None
+    start_date_time: UtcDateTime | None = None
+    end_date_time: UtcDateTime | None = None
+    modalities: NullableList[Text] = Field(default_factory=list)

@@ -164,7 +164,12 @@ def run_poll(poller: Poller) -> PollResult:
         # registered later, or a changed profile, updates their findings without Graph calls.
         for snapshot in _stored_final_snapshots(poller, final_ids - seen):
             _store_and_evaluate(
-                poller, snapshot, final=True, registers=registers, run_id=run_id, counts=counts,
+                poller,
+                snapshot,
+                final=True,
+                registers=registers,
+                run_id=run_id,
+                counts=counts,
                 reevaluate_only=True,
             )
         errors.extend(collector.errors)

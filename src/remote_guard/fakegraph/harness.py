@@ -1,0 +1,376 @@
+"""Runs the real service stack against the fake tenant: ``demo``, ``check`` and ``fake-tenant``.
+
+Only the CLI and the tests import this; the product never imports ``fakegraph``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select
+
+from remote_guard.clock import Clock, utc_now
+from remote_guard.collect.collector import session_id_for_join_url
+from remote_guard.consent.registers import ApprovalStatus, Consent, Registration
+from remote_guard.consent.service import save_approved_activity, save_consent, save_registration
+from remote_guard.fakegraph.demo import demo_scenario
+from remote_guard.fakegraph.scenario import Scenario, load_scenario
+from remote_guard.fakegraph.server import FakeTenantServer
+from remote_guard.findings.models import FindingRow
+from remote_guard.poll.service import Poller, PollResult, run_poll
+from remote_guard.rules.base import OPEN_STATUSES, Finding, Status
+from remote_guard.runtime import build_poller
+from remote_guard.settings import Settings, settings_from_mapping
+from remote_guard.store.db import transaction
+
+
+def scenario_clock(scenario: Scenario) -> Clock:
+    """A clock that starts at the scenario's "now" and runs at real speed."""
+    start = scenario.reference_now()
+    origin = time.monotonic()
+
+    def now() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - origin)
+
+    return now
+
+
+def settings_for(
+    server: FakeTenantServer, scenario: Scenario, *, database_url: str, clock: Clock
+) -> Settings:
+    """Settings that point the real client at the fake tenant, as a school's file would."""
+    now = clock()
+    starts = [scenario.when(m.start, now) for m in scenario.meetings] + [
+        scenario.when(c.start, now) for c in scenario.calls
+    ]
+    earliest = min(starts, default=now)
+    latest = max(starts, default=now)
+    lookback = max(36, int((now - earliest).total_seconds() // 3600) + 2)
+    lookahead = max(7, int((latest - now).total_seconds() // 86400) + 1)
+    schools = [
+        {
+            "key": group.school or group.key,
+            "name": group.name,
+            "group_ids": [scenario.group_id(group.key)],
+        }
+        for group in scenario.groups
+        if group.role == "school"
+    ]
+    data: dict[str, Any] = {
+        "tenant": server.tenant_settings(),
+        "directory": server.directory_settings(),
+        "schools": schools,
+        "database": {"url": database_url},
+        "poll": {"lookback_hours": min(lookback, 24 * 29), "lookahead_days": min(lookahead, 60)},
+        "policy": {"profile": scenario.profile},
+        "school_day": {"timezone": scenario.timezone, **scenario.school_day},
+    }
+    return settings_from_mapping(data, source=f"scenario {scenario.name}")
+
+
+def import_registers(
+    poller: Poller, scenario: Scenario, server: FakeTenantServer, *, clock: Clock
+) -> int:
+    """Load the scenario's one-to-one registrations, consents and approved activities into the
+    store, as teachers and SLT would have recorded them. Returns how many registrations."""
+    now = clock()
+    with transaction(poller.db) as session:
+        for activity in scenario.approved_activities:
+            save_approved_activity(session, name=activity, approved_by=None, now=now)
+        for spec in scenario.registrations:
+            consent_id: str | None = None
+            if spec.consent is not None:
+                consent_id = f"consent-{spec.key}"
+                save_consent(
+                    session,
+                    consent=Consent(
+                        id=consent_id,
+                        pupil_id=scenario.person_id(spec.pupil),
+                        scope=spec.consent.scope,
+                        granted_by=spec.consent.granted_by,
+                        relationship=spec.consent.relationship,
+                        granted_at=scenario.when(spec.consent.granted_at, now),
+                        method=spec.consent.method,
+                        evidence_ref=spec.consent.evidence_ref,
+                        expires_at=scenario.when(spec.consent.expires_at, now)
+                        if spec.consent.expires_at
+                        else None,
+                        withdrawn_at=scenario.when(spec.consent.withdrawn_at, now)
+                        if spec.consent.withdrawn_at
+                        else None,
+                    ),
+                    recorded_by=scenario.person_id(spec.teacher),
+                    now=now,
+                )
+            save_registration(
+                session,
+                registration=Registration(
+                    id=f"registration-{spec.key}",
+                    staff_id=scenario.person_id(spec.teacher),
+                    pupil_id=scenario.person_id(spec.pupil),
+                    activity=spec.activity,
+                    join_url=server.join_url(spec.meeting) if spec.meeting else None,
+                    starts_at=scenario.when(spec.starts_at, now) if spec.starts_at else None,
+                    ends_at=scenario.when(spec.ends_at, now) if spec.ends_at else None,
+                    status=ApprovalStatus(spec.status),
+                    approved_by=scenario.person_id(spec.approved_by) if spec.approved_by else None,
+                    approved_at=scenario.when(spec.approved_at, now) if spec.approved_at else None,
+                ),
+                consent_id=consent_id,
+                recorded_by=scenario.person_id(spec.teacher),
+                now=now,
+            )
+    return len(scenario.registrations)
+
+
+@dataclass
+class CheckResult:
+    scenario: Scenario
+    poll: PollResult
+    findings: list[dict[str, Any]]
+    session_keys: dict[str, str] = field(default_factory=dict)
+    subject_keys: dict[str, str] = field(default_factory=dict)
+
+
+def key_maps(scenario: Scenario, server: FakeTenantServer) -> tuple[dict[str, str], dict[str, str]]:
+    """Session id -> scenario session key, and person id -> scenario person/joiner key."""
+    sessions: dict[str, str] = {}
+    for meeting in scenario.meetings:
+        url = server.join_url(meeting.key)
+        if url:
+            sessions[session_id_for_join_url(url)] = meeting.key
+    for call in scenario.calls:
+        record_id = server.call_record_id(call.key)
+        if record_id:
+            sessions[f"call_{record_id}"] = call.key
+    subjects = {scenario.person_id(person.key): person.key for person in scenario.people}
+    subjects.update(server.external_identity_ids())
+    return sessions, subjects
+
+
+def _finding_dict(
+    row: FindingRow, sessions: dict[str, str], subjects: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "rule": row.rule_id,
+        "clause": f"{row.clause_id}v{row.clause_version}",
+        "profile": row.profile_id,
+        "status": row.status,
+        "severity": row.severity,
+        "phase": row.phase,
+        "session": sessions.get(row.session_id, row.session_id),
+        "session_id": row.session_id,
+        "subject": subjects.get(row.subject_key, row.subject_key) if row.subject_key else None,
+        "subject_id": row.subject_key or None,
+        "observed": row.observed,
+        "message": row.message,
+        "next_step": row.next_step,
+        "evidence": row.evidence,
+        "sources": row.sources,
+    }
+
+
+def run_check(scenario: Scenario, *, state_dir: Path) -> CheckResult:
+    """Serve ``scenario`` over HTTPS, run one full poll with the real client, return findings."""
+    clock = scenario_clock(scenario)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    database = state_dir / "check.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    with FakeTenantServer(scenario, state_dir=state_dir / "tenant", clock=clock) as server:
+        settings = settings_for(server, scenario, database_url=f"sqlite:///{database}", clock=clock)
+        poller = build_poller(settings, clock=clock)
+        import_registers(poller, scenario, server, clock=clock)
+        result = run_poll(poller)
+        sessions, subjects = key_maps(scenario, server)
+    with poller.db() as session:
+        rows = list(
+            session.scalars(
+                select(FindingRow).order_by(
+                    FindingRow.rule_id, FindingRow.session_id, FindingRow.subject_key
+                )
+            )
+        )
+    findings = [_finding_dict(row, sessions, subjects) for row in rows]
+    return CheckResult(
+        scenario=scenario,
+        poll=result,
+        findings=findings,
+        session_keys=sessions,
+        subject_keys=subjects,
+    )
+
+
+def run_check_file(path: Path, *, state_dir: Path | None) -> CheckResult:
+    """``run_check`` for a scenario file, in a temporary folder unless one is given.
+
+    Raises:
+        ScenarioError: the file is not a valid scenario.
+    """
+    scenario = load_scenario(path)
+    if state_dir is not None:
+        return run_check(scenario, state_dir=state_dir)
+    with tempfile.TemporaryDirectory(prefix="remote-guard-check-") as folder:
+        return run_check(scenario, state_dir=Path(folder))
+
+
+def print_check(
+    result: CheckResult, *, output_format: str, include_all: bool, out: TextIO = sys.stdout
+) -> None:
+    shown = [
+        f for f in result.findings if include_all or f["status"] in {s.value for s in OPEN_STATUSES}
+    ]
+    poll = {
+        "status": result.poll.status,
+        "seconds": round(result.poll.seconds, 3),
+        "graph_requests": result.poll.graph.get("requests_this_run"),
+        "errors": result.poll.errors,
+    }
+    if output_format == "json":
+        json.dump(
+            {"scenario": result.scenario.name, "poll": poll, "findings": shown},
+            out,
+            indent=2,
+            default=str,
+        )
+        out.write("\n")
+        return
+    out.write(
+        f"Scenario {result.scenario.name}: poll {poll['status']}, "
+        f"{poll['graph_requests']} Graph requests in {poll['seconds']} s\n"
+    )
+    for finding in shown:
+        out.write(_line(finding) + "\n")
+    if not shown:
+        out.write("No findings.\n")
+
+
+def _line(finding: dict[str, Any]) -> str:
+    return (
+        f"[{finding['status'].upper():5}] {finding['severity']:<6} {finding['clause']:<24} "
+        f"{finding['rule']}: {finding['message']}"
+    )
+
+
+def run_demo(
+    *,
+    state_dir: Path,
+    interval: float,
+    cycles: int | None,
+    out: TextIO = sys.stdout,
+    stop: threading.Event | None = None,
+) -> int:
+    """The demo: the simulated federation over HTTPS, polled into SQLite, findings printed."""
+    from remote_guard.logs import configure_logging
+    from remote_guard.poll.scheduler import run_scheduled
+    from remote_guard.settings import LoggingSettings
+
+    configure_logging(LoggingSettings(level="warning"), stream=sys.stderr)
+    scenario = demo_scenario()
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    database = state_dir / "remote_guard.db"
+    clock = utc_now
+    with FakeTenantServer(scenario, state_dir=state_dir / "tenant", clock=clock) as server:
+        settings = settings_for(server, scenario, database_url=f"sqlite:///{database}", clock=clock)
+        out.write(
+            "remote_guard demo: a simulated school tenant\n"
+            f"  fake Microsoft 365 tenant   {server.base_url} (identity + Graph v1.0, HTTPS)\n"
+            f"  its CA certificate          {server.ca_path}\n"
+            f"  database                    {database}\n"
+            f"  profile                     {settings.policy.profile}\n"
+            "Polling with the real MSAL and requests client. Ctrl-C stops.\n\n"
+        )
+        out.flush()
+        sessions: dict[str, str] = {}
+        subjects: dict[str, str] = {}
+
+        def on_finding(finding: Finding, previous: str | None) -> None:
+            change = f" (was {previous})" if previous else ""
+            out.write(
+                f"  {_line({**finding.model_dump(mode='json'), 'clause': finding.clause_ref})}{change}\n"
+            )
+            out.flush()
+
+        poller = build_poller(settings, clock=clock, on_finding=on_finding)
+        import_registers(poller, scenario, server, clock=clock)
+        sessions, subjects = key_maps(scenario, server)
+        del sessions, subjects
+
+        def on_result(result: PollResult) -> None:
+            with poller.db() as session:
+                open_count = len(
+                    list(
+                        session.scalars(
+                            select(FindingRow.key).where(
+                                FindingRow.status.in_([s.value for s in OPEN_STATUSES])
+                            )
+                        )
+                    )
+                )
+            out.write(
+                f"\npoll {result.status}: {result.counts.get('sessions', 0)} sessions, "
+                f"{result.graph.get('requests_this_run')} Graph requests, "
+                f"{result.graph.get('tokens_issued')} token(s), {result.seconds:.1f} s; "
+                f"{open_count} open findings. Next poll in {interval:.0f} s.\n\n"
+            )
+            out.flush()
+
+        run_scheduled(
+            poller, interval_seconds=interval, max_cycles=cycles, on_result=on_result, stop=stop
+        )
+    return 0
+
+
+def serve_fake_tenant(
+    *,
+    scenario_path: Path | None,
+    demo: bool,
+    port: int,
+    state_dir: Path,
+    wait: Callable[[], None] | None = None,
+) -> int:
+    """Serve a scenario until Ctrl-C, printing where it is and how to point remote_guard at it.
+
+    Raises:
+        ScenarioError: the scenario file is not valid.
+    """
+    scenario = demo_scenario() if demo or scenario_path is None else load_scenario(scenario_path)
+    with FakeTenantServer(
+        scenario, state_dir=state_dir, clock=scenario_clock(scenario), port=port
+    ) as server:
+        tenant = server.tenant_settings()
+        sys.stdout.write(
+            f"Fake tenant {scenario.tenant.name} serving on {server.base_url}\n"
+            f"  authority      {server.authority_host}/{scenario.tenant.id}\n"
+            f"  Graph          {server.graph_base_url}\n"
+            f"  CA certificate {server.ca_path}\n\n"
+            "[tenant] settings for remote_guard:\n"
+            + "".join(f"{key} = {json.dumps(str(value))}\n" for key, value in tenant.items())
+            + "\nCtrl-C stops.\n"
+        )
+        sys.stdout.flush()
+        with contextlib.suppress(KeyboardInterrupt):
+            (wait or threading.Event().wait)()
+    return 0
+
+
+def status_counts(findings: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding["status"]] = counts.get(finding["status"], 0) + 1
+    return counts
+
+
+__all__ = ["CheckResult", "Status", "run_check", "run_check_file", "run_demo", "serve_fake_tenant"]

@@ -1,0 +1,70 @@
+"""Every library scenario through the real client against the fake tenant, scored against its
+hand-written ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from remote_guard.fakegraph.harness import run_check
+from remote_guard.fakegraph.scenario import load_scenario
+from remote_guard.rules.registry import load_rules
+from tests.scenarios.scoring import SCORES
+
+LIBRARY = sorted(Path(__file__).parent.glob("*.yaml"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
+def test_scenario_matches_its_ground_truth(path: Path, tmp_path: Path) -> None:
+    """Exactly the expected breaches are found, and nothing that must be absent."""
+    scenario = load_scenario(path)
+    result = run_check(scenario, state_dir=tmp_path)
+    assert result.poll.status == "ok", result.poll.errors
+    problems = SCORES.score(scenario, result.findings, set(load_rules()))
+    assert problems == []
+
+
+def test_library_is_large_enough() -> None:
+    """The library keeps its edge cases."""
+    assert len(LIBRARY) >= 14
+
+
+@pytest.mark.e2e
+def test_check_command_prints_findings_as_json(tmp_path: Path) -> None:
+    """`remote-guard check --format json` runs a scenario end to end in a subprocess."""
+    path = next(p for p in LIBRARY if "pupil" in p.stem and "chat" in p.stem)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "remote_guard",
+            "check",
+            "--scenario",
+            str(path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    output = json.loads(completed.stdout)
+    assert output["poll"]["status"] == "ok"
+    assert output["poll"]["graph_requests"] > 0
+    scenario = load_scenario(path)
+    expected = {(e.rule, e.session, e.subject) for e in scenario.expect}
+    got = {
+        (f["rule"], f["session"], f["subject"])
+        for f in output["findings"]
+        if f["status"] in {"fail", "warn"}
+    }
+    assert got == expected
+    assert all(f["clause"] and f["evidence"] is not None for f in output["findings"])
