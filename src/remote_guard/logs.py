@@ -265,3 +265,4 @@ def configure_logging(settings: LoggingSettings, *, stream: TextIO | None = None
         third_party.propagate = True
         # A dictConfig elsewhere (uvicorn's default) may have disabled it.
         third_party.disabled = False
+        third_party.setLevel(logging.NOTSET)  # the root level set above governs

@@ -293,20 +293,19 @@ def run_demo(
             "Polling with the real MSAL and requests client. Ctrl-C stops.\n\n"
         )
         out.flush()
-        sessions: dict[str, str] = {}
-        subjects: dict[str, str] = {}
 
         def on_finding(finding: Finding, previous: str | None) -> None:
             change = f" (was {previous})" if previous else ""
-            out.write(
-                f"  {_line({**finding.model_dump(mode='json'), 'clause': finding.clause_ref})}{change}\n"
-            )
+            shown = {
+                **finding.model_dump(mode="json"),
+                "rule": finding.rule_id,
+                "clause": finding.clause_ref,
+            }
+            out.write(f"  {_line(shown)}{change}\n")
             out.flush()
 
         poller = build_poller(settings, clock=clock, on_finding=on_finding)
         import_registers(poller, scenario, server, clock=clock)
-        sessions, subjects = key_maps(scenario, server)
-        del sessions, subjects
 
         def on_result(result: PollResult) -> None:
             with poller.db() as session:

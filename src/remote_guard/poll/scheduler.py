@@ -44,14 +44,19 @@ def run_scheduled(
         nonlocal cycles
         if stop.is_set():
             return
-        result = run_poll(poller)
-        with lock:
-            cycles += 1
-            reached = max_cycles is not None and cycles >= max_cycles
-        if on_result is not None:
-            on_result(result)
-        if reached:
-            stop.set()
+        result: PollResult | None = None
+        try:
+            result = run_poll(poller)
+            if on_result is not None:
+                on_result(result)
+        except Exception:  # noqa: BLE001 - a failed cycle is logged; the next one runs as planned
+            log.exception("poller.cycle_failed")
+        finally:
+            with lock:
+                cycles += 1
+                reached = max_cycles is not None and cycles >= max_cycles
+            if reached:
+                stop.set()
 
     previous: dict[signal.Signals, Any] = {}
     if install_signal_handlers and threading.current_thread() is threading.main_thread():

@@ -250,11 +250,13 @@ def _store_and_evaluate(
     counts["findings_created"] += len(result.created)
     counts["findings_changed"] += len(result.changed)
     if poller.on_finding is not None:
-        for finding in result.created:
-            if finding.status in OPEN_STATUSES:
-                poller.on_finding(finding, None)
-        for previous, finding in result.changed:
-            poller.on_finding(finding, previous)
+        changes = [(f, None) for f in result.created if f.status in OPEN_STATUSES]
+        changes += [(f, previous) for previous, f in result.changed]
+        for finding, previous in changes:
+            try:
+                poller.on_finding(finding, previous)
+            except Exception:  # noqa: BLE001 - a listener's fault must not stop the poll
+                log.exception("poll.listener_failed", finding=finding.key)
     return result
 
 
