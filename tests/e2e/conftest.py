@@ -91,11 +91,16 @@ class Running:
         self.scenario = scenario
 
 
-def start(scenario: Scenario, tmp_path: Path) -> Iterator[Running]:
+def start(
+    scenario: Scenario, tmp_path: Path, *, database_url: str | None = None
+) -> Iterator[Running]:
     clock = scenario_clock(scenario)
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = settings_for(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'rg.db'}", clock=clock
+            server,
+            scenario,
+            database_url=database_url or f"sqlite:///{tmp_path / 'rg.db'}",
+            clock=clock,
         )
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)

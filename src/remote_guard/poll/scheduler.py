@@ -49,7 +49,7 @@ def run_scheduled(
             result = run_poll(poller)
             if on_result is not None:
                 on_result(result)
-        except Exception:  # noqa: BLE001 - a failed cycle is logged; the next one runs as planned
+        except Exception:
             log.exception("poller.cycle_failed")
         finally:
             with lock:

@@ -250,12 +250,14 @@ def _store_and_evaluate(
     counts["findings_created"] += len(result.created)
     counts["findings_changed"] += len(result.changed)
     if poller.on_finding is not None:
-        changes = [(f, None) for f in result.created if f.status in OPEN_STATUSES]
+        changes: list[tuple[Finding, str | None]] = [
+            (f, None) for f in result.created if f.status in OPEN_STATUSES
+        ]
         changes += [(f, previous) for previous, f in result.changed]
         for finding, previous in changes:
             try:
                 poller.on_finding(finding, previous)
-            except Exception:  # noqa: BLE001 - a listener's fault must not stop the poll
+            except Exception:
                 log.exception("poll.listener_failed", finding=finding.key)
     return result
 

@@ -1,0 +1,67 @@
+"""The same pipeline on the real PostgreSQL server (127.0.0.1:5432, database test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import select
+
+from remote_guard.findings.models import FindingRow
+from remote_guard.poll.service import run_poll
+from tests.e2e.conftest import Running, school, start
+
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _available() -> bool:
+    try:
+        with sa.create_engine(SERVER, connect_args={"connect_timeout": 3}).connect() as connection:
+            connection.execute(sa.text("select 1"))
+    except sa.exc.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def schema_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards."""
+    if not _available():
+        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (database test, user postgres)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI must run the PostgreSQL tests")
+        pytest.skip(message)
+    schema = f"rg_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(SERVER)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{schema}"'))
+    try:
+        yield f"{SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_poll_stores_idempotent_findings_in_postgresql(schema_url: str, tmp_path: Path) -> None:
+    """Two polls into PostgreSQL give the expected open findings exactly once."""
+    running: Running
+    for running in start(school(), tmp_path, database_url=schema_url):
+        assert run_poll(running.poller).status == "ok"
+        assert run_poll(running.poller).status == "ok"
+        keys = {running.scenario.person_id(p.key): p.key for p in running.scenario.people}
+        with running.poller.db() as session:
+            rows = list(
+                session.scalars(select(FindingRow).where(FindingRow.status.in_(["fail", "warn"])))
+            )
+        assert sorted((row.rule_id, keys[row.subject_key]) for row in rows) == [
+            ("one_to_one_without_consent", "p1"),
+            ("pupil_meeting_chat", "p2"),
+        ]
+        first_seen = {row.first_seen_at for row in rows}
+        assert all(moment.tzinfo is not None for moment in first_seen)
