@@ -27,8 +27,8 @@ demo: $(STAMP) ## Run the demo: a simulated school tenant over HTTPS, polled int
 test: $(STAMP) lint typecheck pytest ## Run the whole test suite (lint, types, unit, end-to-end)
 
 lint: $(STAMP) ## ruff check and ruff format --check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: $(STAMP) ## mypy --strict over src/
 	$(BIN)/mypy
