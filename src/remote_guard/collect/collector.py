@@ -39,8 +39,10 @@ from remote_guard.graph.errors import GraphError
 from remote_guard.graph.models import (
     AttendanceRecord,
     CallRecord,
+    CallRecording,
     CallRecordParticipant,
     CallRecordSession,
+    CallTranscript,
     Channel,
     ChatMessage,
     Event,
@@ -635,20 +637,31 @@ class Collector:
         found = list(snapshot.recordings or [])
         base = f"/users/{organizer.id}/onlineMeetings/{meeting.id}"
         try:
-            for kind, path in (("recording", "recordings"), ("transcript", "transcripts")):
-                for raw in self._graph.iter_items(f"{base}/{path}"):
-                    item_id = str(raw.get("id") or "")
-                    created = raw.get("createdDateTime")
-                    found.append(
-                        RecordingEvent(
-                            id=f"{path}:{item_id}",
-                            kind=kind,
-                            started=created if isinstance(created, str) else None,
-                            source="recordings_api",
-                        )
+            for raw in self._graph.iter_items(f"{base}/recordings"):
+                recording = parse(CallRecording, raw, what="recording")
+                found.append(
+                    RecordingEvent(
+                        id=f"recordings:{recording.id}",
+                        kind="recording",
+                        started=recording.created_date_time,
+                        source="recordings_api",
                     )
+                )
+            for raw in self._graph.iter_items(f"{base}/transcripts"):
+                transcript = parse(CallTranscript, raw, what="transcript")
+                found.append(
+                    RecordingEvent(
+                        id=f"transcripts:{transcript.id}",
+                        kind="transcript",
+                        started=transcript.created_date_time,
+                        source="recordings_api",
+                    )
+                )
         except GraphError as exc:
             snapshot.missing[Missing.RECORDINGS] = exc.reason
+            return
+        except PayloadError as exc:
+            snapshot.missing[Missing.RECORDINGS] = str(exc)
             return
         snapshot.recordings = found
 
