@@ -13,8 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import structlog
@@ -74,6 +76,17 @@ class _UnreadableError(Exception):
     """A piece of a session could not be read; the message is the reason for ``missing``."""
 
 
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Turn a Graph failure or a bad payload into an ``_UnreadableError`` with its reason."""
+    try:
+        yield
+    except GraphError as exc:
+        raise _UnreadableError(exc.reason) from exc
+    except PayloadError as exc:
+        raise _UnreadableError(str(exc)) from exc
+
+
 @dataclass
 class Collected:
     snapshot: SessionSnapshot
@@ -116,6 +129,15 @@ def channel_thread_of(url: str) -> str | None:
     path = unquote(urlsplit(url).path)
     match = re.search(r"/l/meetup-join/(19:[^/]+@thread\.(?:skype|tacv2))/", path, re.IGNORECASE)
     return match.group(1) if match else None
+
+
+def invitation_text(event: Event) -> str:
+    """The invitation's body and location, where a foreign meeting link would be written."""
+    parts = (
+        event.body.content if event.body else None,
+        event.location.display_name if event.location else None,
+    )
+    return " ".join(part for part in parts if part)
 
 
 def _graph_literal(value: str) -> str:
@@ -207,14 +229,7 @@ class Collector:
 
     def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
         join_url = self._join_url(event)
-        text = " ".join(
-            part
-            for part in (
-                event.body.content if event.body else None,
-                event.location.display_name if event.location else None,
-            )
-            if part
-        )
+        text = invitation_text(event)
         foreign = FOREIGN_LINK.search(text) is not None
         if not (event.is_online_meeting or join_url or foreign):
             return
@@ -264,14 +279,7 @@ class Collector:
                 tenant_id=context.get("Tid"),
             )
         is_teams = bool(join_url and TEAMS_JOIN.match(join_url))
-        text = " ".join(
-            part
-            for part in (
-                event.body.content if event.body else None,
-                event.location.display_name if event.location else None,
-            )
-            if part
-        )
+        text = invitation_text(event)
         snapshot = SessionSnapshot(
             session_id=session_id,
             kind=SessionKind.MEETING if is_teams else SessionKind.OTHER_PROVIDER,
@@ -348,7 +356,7 @@ class Collector:
         return Collected(snapshot=snapshot, final=complete)
 
     def _online_meeting(self, user_id: str, join_url: str) -> OnlineMeeting | None:
-        try:
+        with _reading():
             page = self._graph.get(
                 f"/users/{user_id}/onlineMeetings",
                 params={"$filter": f"JoinWebUrl eq {_graph_literal(join_url)}"},
@@ -358,10 +366,6 @@ class Collector:
             if not isinstance(values, list) or not values:
                 return None
             return parse(OnlineMeeting, values[0], what="online meeting")
-        except GraphError as exc:
-            raise _UnreadableError(exc.reason) from exc
-        except PayloadError as exc:
-            raise _UnreadableError(str(exc)) from exc
 
     def _presence(
         self,
@@ -419,7 +423,7 @@ class Collector:
     ) -> list[Presence]:
         base = f"/users/{organizer_id}/onlineMeetings/{meeting_id}/attendanceReports"
         presence: dict[str, list[Interval]] = {}
-        try:
+        with _reading():
             for item in self._graph.iter_items(base):
                 report = parse(MeetingAttendanceReport, item, what="attendance report")
                 if not report.id:
@@ -434,10 +438,6 @@ class Collector:
                         presence.setdefault(person.id, []).append(
                             Interval(start=interval.join_date_time, end=interval.leave_date_time)
                         )
-        except GraphError as exc:
-            raise _UnreadableError(exc.reason) from exc
-        except PayloadError as exc:
-            raise _UnreadableError(str(exc)) from exc
         return [
             Presence(person_id=pid, intervals=intervals, source="attendance_report")
             for pid, intervals in sorted(presence.items())
@@ -472,17 +472,13 @@ class Collector:
         participants: list[CallRecordParticipant] = list(record.participants or [])
         # An expanded participants_v2 is itself paged; read the whole list from its own endpoint.
         if (not participants or record.participants_next_link) and record.id:
-            try:
+            with _reading():
                 participants = [
                     parse(CallRecordParticipant, raw, what="call participant")
                     for raw in self._graph.iter_items(
                         f"/communications/callRecords/{record.id}/participants_v2"
                     )
                 ]
-            except GraphError as exc:
-                raise _UnreadableError(exc.reason) from exc
-            except PayloadError as exc:
-                raise _UnreadableError(str(exc)) from exc
         presence: list[Presence] = []
         start, end = record.start_date_time, record.end_date_time
         for participant in participants:
@@ -505,7 +501,7 @@ class Collector:
     def _call_sessions(self, snapshot: SessionSnapshot, record: CallRecord) -> list[Presence]:
         if not record.id:
             return []
-        try:
+        with _reading():
             body = self._graph.get(
                 f"/communications/callRecords/{record.id}",
                 params={"$expand": "sessions($expand=segments)"},
@@ -515,10 +511,6 @@ class Collector:
                 parse(CallRecordSession, raw, what="call session")
                 for raw in (raw_sessions if isinstance(raw_sessions, list) else [])
             ]
-        except GraphError as exc:
-            raise _UnreadableError(exc.reason) from exc
-        except PayloadError as exc:
-            raise _UnreadableError(str(exc)) from exc
         intervals: dict[str, list[Interval]] = {}
         for session in sessions:
             caller = session.caller.identity if session.caller else None
@@ -552,13 +544,11 @@ class Collector:
         activity: list[ChatActivity] = []
         store_text = self._settings.privacy.store_chat_text
         try:
-            for raw in self._graph.iter_items(path, params={"$top": "50"}, headers=PREFER):
-                message = parse(ChatMessage, raw, what="chat message")
-                activity.append(self._chat_activity(snapshot, message, store_text=store_text))
-        except GraphError as exc:
-            snapshot.missing[Missing.CHAT] = exc.reason
-            return
-        except PayloadError as exc:
+            with _reading():
+                for raw in self._graph.iter_items(path, params={"$top": "50"}, headers=PREFER):
+                    message = parse(ChatMessage, raw, what="chat message")
+                    activity.append(self._chat_activity(snapshot, message, store_text=store_text))
+        except _UnreadableError as exc:
             snapshot.missing[Missing.CHAT] = str(exc)
             return
         snapshot.chat = sorted(activity, key=lambda item: (item.created, item.message_id))
@@ -636,31 +626,27 @@ class Collector:
             return
         found = list(snapshot.recordings or [])
         base = f"/users/{organizer.id}/onlineMeetings/{meeting.id}"
+        artefacts: tuple[
+            tuple[Literal["recording", "transcript"], str, type[CallRecording | CallTranscript]],
+            ...,
+        ] = (
+            ("recording", "recordings", CallRecording),
+            ("transcript", "transcripts", CallTranscript),
+        )
         try:
-            for raw in self._graph.iter_items(f"{base}/recordings"):
-                recording = parse(CallRecording, raw, what="recording")
-                found.append(
-                    RecordingEvent(
-                        id=f"recordings:{recording.id}",
-                        kind="recording",
-                        started=recording.created_date_time,
-                        source="recordings_api",
-                    )
-                )
-            for raw in self._graph.iter_items(f"{base}/transcripts"):
-                transcript = parse(CallTranscript, raw, what="transcript")
-                found.append(
-                    RecordingEvent(
-                        id=f"transcripts:{transcript.id}",
-                        kind="transcript",
-                        started=transcript.created_date_time,
-                        source="recordings_api",
-                    )
-                )
-        except GraphError as exc:
-            snapshot.missing[Missing.RECORDINGS] = exc.reason
-            return
-        except PayloadError as exc:
+            with _reading():
+                for kind, path, model in artefacts:
+                    for raw in self._graph.iter_items(f"{base}/{path}"):
+                        item = parse(model, raw, what=kind)
+                        found.append(
+                            RecordingEvent(
+                                id=f"{path}:{item.id}",
+                                kind=kind,
+                                started=item.created_date_time,
+                                source="recordings_api",
+                            )
+                        )
+        except _UnreadableError as exc:
             snapshot.missing[Missing.RECORDINGS] = str(exc)
             return
         snapshot.recordings = found

@@ -29,7 +29,7 @@ from remote_guard.fakegraph.scenario import Scenario, load_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import Poller, PollResult, run_poll
-from remote_guard.rules.base import OPEN_STATUSES, Finding, Status
+from remote_guard.rules.base import OPEN_STATUSES, Finding
 from remote_guard.runtime import build_poller
 from remote_guard.settings import Settings, settings_from_mapping
 from remote_guard.store.db import transaction
@@ -363,13 +363,3 @@ def serve_fake_tenant(
         with contextlib.suppress(KeyboardInterrupt):
             (wait or threading.Event().wait)()
     return 0
-
-
-def status_counts(findings: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for finding in findings:
-        counts[finding["status"]] = counts.get(finding["status"], 0) + 1
-    return counts
-
-
-__all__ = ["CheckResult", "Status", "run_check", "run_check_file", "run_demo", "serve_fake_tenant"]

@@ -46,6 +46,17 @@ def record_findings(
     errored_rules = {f.rule_id for f in findings if f.status is Status.ERROR}
     # Events reference findings by key; they are added after the findings are flushed.
     events: list[FindingEventRow] = []
+
+    def event(key: str, from_status: str | None, to_status: str, reason: str) -> FindingEventRow:
+        return FindingEventRow(
+            finding_key=key,
+            at=now,
+            from_status=from_status,
+            to_status=to_status,
+            reason=reason,
+            poll_run_id=poll_run_id,
+        )
+
     for finding in findings:
         key = finding.key
         if key in produced:
@@ -54,31 +65,13 @@ def record_findings(
         row = existing.get(key)
         if row is None:
             session.add(_new_row(finding, now=now, poll_run_id=poll_run_id))
-            events.append(
-                FindingEventRow(
-                    finding_key=key,
-                    at=now,
-                    from_status=None,
-                    to_status=finding.status.value,
-                    reason="first evaluated",
-                    poll_run_id=poll_run_id,
-                )
-            )
+            events.append(event(key, None, finding.status.value, "first evaluated"))
             result.created.append(finding)
             continue
         row.last_seen_at = now
         row.poll_run_id = poll_run_id
         if row.status != finding.status.value:
-            events.append(
-                FindingEventRow(
-                    finding_key=key,
-                    at=now,
-                    from_status=row.status,
-                    to_status=finding.status.value,
-                    reason=finding.observed,
-                    poll_run_id=poll_run_id,
-                )
-            )
+            events.append(event(key, row.status, finding.status.value, finding.observed))
             result.changed.append((row.status, finding))
             row.last_changed_at = now
         else:
@@ -91,13 +84,11 @@ def record_findings(
         if row.status == Status.NOT_APPLICABLE.value:
             continue
         events.append(
-            FindingEventRow(
-                finding_key=key,
-                at=now,
-                from_status=row.status,
-                to_status=Status.NOT_APPLICABLE.value,
-                reason="no longer produced by the latest evaluation",
-                poll_run_id=poll_run_id,
+            event(
+                key,
+                row.status,
+                Status.NOT_APPLICABLE.value,
+                "no longer produced by the latest evaluation",
             )
         )
         row.status = Status.NOT_APPLICABLE.value

@@ -533,8 +533,4 @@ def raise_for_batch(response: BatchResponse, *, url: str) -> dict[str, Any]:
             status=response.status,
             endpoint=endpoint_name(url),
         )
-    return _raise(error_for(response.status, response.body, endpoint=endpoint_name(url)))
-
-
-def _raise(error: GraphError) -> dict[str, Any]:
-    raise error
+    raise error_for(response.status, response.body, endpoint=endpoint_name(url))

@@ -7,6 +7,7 @@ is ``error`` (never a pass); a rule that crashes is an ``error`` finding too, no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -76,16 +77,7 @@ def evaluate_snapshot(
             ]
         else:
             try:
-                outcomes = rule.evaluate(
-                    snapshot,
-                    RuleContext(
-                        now=context.now,
-                        tenant_id=context.tenant_id,
-                        registers=context.registers,
-                        params=bound.params,
-                        school_day=context.school_day,
-                    ),
-                )
+                outcomes = rule.evaluate(snapshot, replace(context, params=bound.params))
             except Exception as exc:
                 log.exception("rule.crashed", rule=rule.id, session_id=snapshot.session_id)
                 outcomes = [
