@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+from remote_guard.policy.profile import ProfileError
 from remote_guard.settings import ConfigError, Settings, load_settings
 
 DEFAULT_CONFIG = Path("config/remote_guard.toml")
+
+
+class UsageError(Exception):
+    """A command was given arguments it cannot use; ``str()`` says what to change."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +69,60 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--state-dir", type=Path, default=None)
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    report = commands.add_parser(
+        "report",
+        help="compliance report: every clause of the profile with its counts over a period",
+    )
+    report.add_argument("--from", dest="period_from", type=_date, required=True, metavar="DATE")
+    report.add_argument("--to", dest="period_to", type=_date, required=True, metavar="DATE")
+    report.add_argument("--format", choices=("html", "json", "csv"), default="html")
+    report.add_argument("--output", type=Path, default=None, help="write here, not to stdout")
+    _store_overrides(report)
+
+    exemption = commands.add_parser("exemption", help="grant, list or revoke exemptions")
+    actions = exemption.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="exempt one object from one rule, with a reason")
+    add.add_argument("--rule", required=True, help="the rule id, e.g. one_to_one_without_consent")
+    add.add_argument("--scope", choices=("pair", "series", "session", "person"), required=True)
+    add.add_argument("--pupil", help="the pupil's Entra object id (pair, person)")
+    add.add_argument("--staff", help="the staff member's Entra object id (pair, person)")
+    add.add_argument("--session", help="the remote_guard session id (session)")
+    add.add_argument("--series", help="the meeting series id (series)")
+    add.add_argument("--reason", required=True)
+    add.add_argument("--granted-by", required=True, help="who decided (name or account)")
+    add.add_argument("--expires", type=_date, required=True, metavar="DATE")
+    _store_overrides(add)
+    listing = actions.add_parser("list", help="list exemptions")
+    listing.add_argument("--all", action="store_true", help="include expired and revoked ones")
+    _store_overrides(listing)
+    revoke = actions.add_parser("revoke", help="end an exemption now (it stays on record)")
+    revoke.add_argument("id")
+    revoke.add_argument("--by", required=True, help="who revoked it")
+    _store_overrides(revoke)
     return parser
+
+
+def _store_overrides(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--database",
+        default=None,
+        help="database URL (default: [database] url of the settings file), "
+        "e.g. sqlite:///var/demo/remote_guard.db after `make demo`",
+    )
+    command.add_argument(
+        "--profile", default=None, help="profile name or .toml path (default: [policy] profile)"
+    )
+    command.add_argument(
+        "--pack", action="append", default=None, help="an added clause pack (repeatable)"
+    )
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
 def _settings(path: Path) -> Settings:
@@ -100,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             # stdout carries the findings; logs go to stderr.
             configure_logging(LoggingSettings(level="warning"), stream=sys.stderr)
 
-            result = run_check_file(args.scenario, state_dir=args.state_dir)
+            from remote_guard.fakegraph.scenario import ScenarioError
+
+            try:
+                result = run_check_file(args.scenario, state_dir=args.state_dir)
+            except ScenarioError as exc:
+                raise UsageError(str(exc)) from exc
             print_check(result, output_format=args.format, include_all=args.all)
             return 0
         if args.command == "migrate":
@@ -112,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "poll":
             return _poll(_settings(args.config), once=args.once)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "exemption":
+            return _exemption(args)
     except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (ProfileError, UsageError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -143,4 +219,163 @@ def _poll(settings: Settings, *, once: bool) -> int:
         )
         return 0 if result.status != "failed" else 1
     run_scheduled(poller, interval_seconds=settings.poll.interval_seconds)
+    return 0
+
+
+@dataclass(frozen=True)
+class _Store:
+    database_url: str
+    profile: str
+    packs: tuple[str, ...]
+    profile_dirs: tuple[Path, ...]
+    timezone: str
+
+
+def _store(args: argparse.Namespace) -> _Store:
+    """Where the findings are, and which profile to read them with: the settings file, unless
+    --database is given (then the shipped profiles and Europe/London)."""
+    if args.database is None:
+        settings = _settings(args.config)
+        return _Store(
+            database_url=settings.database.url,
+            profile=args.profile or settings.policy.profile,
+            packs=tuple(args.pack) if args.pack is not None else settings.policy.packs,
+            profile_dirs=settings.policy.profile_dirs,
+            timezone=settings.school_day.timezone,
+        )
+    return _Store(
+        database_url=args.database,
+        profile=args.profile or "bramham-shadwell",
+        packs=tuple(args.pack or ()),
+        profile_dirs=(Path("config/policies"),),
+        timezone="Europe/London",
+    )
+
+
+def _open_store(store: _Store) -> sessionmaker[Session]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from remote_guard.store.db import make_engine, migrate, session_factory
+
+    try:
+        engine = make_engine(store.database_url)
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        raise UsageError(
+            f"cannot open the database {store.database_url.split('@')[-1]}: "
+            f"{type(exc).__name__}. Check --database or [database] url."
+        ) from exc
+    return session_factory(engine)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from remote_guard.clock import utc_now
+    from remote_guard.policy.profile import load_policy
+    from remote_guard.report.compliance import build_report, render
+    from remote_guard.rules.registry import load_rules
+
+    store = _store(args)
+    if args.period_to < args.period_from:
+        raise UsageError(f"--to {args.period_to} is before --from {args.period_from}")
+    registry = load_rules()
+    policy = load_policy(store.profile, store.packs, store.profile_dirs, registry)
+    db = _open_store(store)
+    with db() as session:
+        report = build_report(
+            session,
+            policy=policy,
+            registry=registry,
+            period_from=args.period_from,
+            period_to=args.period_to,
+            timezone=store.timezone,
+            now=utc_now(),
+        )
+    text = render(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"report written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _exemption(args: argparse.Namespace) -> int:
+    import uuid
+    from datetime import UTC, datetime, time
+    from zoneinfo import ZoneInfo
+
+    from pydantic import ValidationError
+
+    from remote_guard.exemptions.exemption import Exemption, ExemptionScope
+    from remote_guard.exemptions.service import (
+        ExemptionNotFoundError,
+        load_exemptions,
+        revoke_exemption,
+        save_exemption,
+    )
+    from remote_guard.rules.registry import load_rules
+    from remote_guard.store.db import transaction
+
+    store = _store(args)
+    db = _open_store(store)
+    now = datetime.now(UTC)
+    if args.action == "add":
+        if args.rule not in load_rules():
+            raise UsageError(
+                f"--rule {args.rule!r} is not a rule; known rules: {', '.join(sorted(load_rules()))}"
+            )
+        expires = datetime.combine(
+            args.expires + timedelta(days=1), time(0), tzinfo=ZoneInfo(store.timezone)
+        )
+        try:
+            exemption = Exemption(
+                id=str(uuid.uuid4()),
+                rule_id=args.rule,
+                scope=ExemptionScope(args.scope),
+                pupil_id=args.pupil,
+                staff_id=args.staff,
+                series_id=args.series,
+                session_id=args.session,
+                reason=args.reason,
+                granted_by=args.granted_by,
+                granted_at=now,
+                expires_at=expires.astimezone(UTC),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise UsageError(f"the exemption cannot be granted: {problems}") from exc
+        with transaction(db) as session:
+            save_exemption(session, exemption)
+        print(f"exemption {exemption.id} granted until {args.expires} (end of that day)")
+        return 0
+    if args.action == "revoke":
+        with transaction(db) as session:
+            try:
+                revoked = revoke_exemption(session, args.id, by=args.by, now=now)
+            except ExemptionNotFoundError:
+                raise UsageError(f"no exemption has id {args.id!r}") from None
+        print(f"exemption {revoked.id} revoked; findings it covered reopen at the next poll")
+        return 0
+    with db() as session:
+        exemptions = load_exemptions(session)
+    shown = [e for e in exemptions if args.all or e.active(now)]
+    for item in shown:
+        scope = ", ".join(
+            f"{name}={value}"
+            for name, value in (
+                ("pupil", item.pupil_id),
+                ("staff", item.staff_id),
+                ("series", item.series_id),
+                ("session", item.session_id),
+            )
+            if value
+        )
+        state = "active" if item.active(now) else ("revoked" if item.revoked_at else "expired")
+        print(
+            f"{item.id}  {state:<8} {item.rule_id} [{item.scope.value}: {scope}] "
+            f"until {item.expires_at:%Y-%m-%d} by {item.granted_by}: {item.reason}"
+        )
+    if not shown:
+        print("no exemptions" if args.all else "no active exemptions (--all shows the rest)")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from remote_guard.clock import Clock, utc_now
 from remote_guard.graph.client import GraphClient
-from remote_guard.policy.profile import bind_rules, find_profile, load_profile
+from remote_guard.policy.profile import load_policy
 from remote_guard.poll.service import FindingListener, Poller
 from remote_guard.rules.registry import load_rules
 from remote_guard.settings import Settings
@@ -21,17 +21,16 @@ def build_poller(
         sqlalchemy.exc.OperationalError: the database cannot be reached or migrated.
     """
     registry = load_rules()
-    path = find_profile(settings.policy.profile, settings.policy.profile_dirs)
-    profile = load_profile(path)
-    bound = bind_rules(profile, registry, source=str(path))
+    policy = load_policy(
+        settings.policy.profile, settings.policy.packs, settings.policy.profile_dirs, registry
+    )
     engine = make_engine(settings.database.url)
     migrate(engine)
     return Poller(
         settings=settings,
         graph=GraphClient(settings.tenant),
         db=session_factory(engine),
-        profile=profile,
-        bound_rules=bound,
+        policy=policy,
         registry=registry,
         clock=clock,
         on_finding=on_finding,

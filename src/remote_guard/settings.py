@@ -300,6 +300,8 @@ class PolicySettings(_Section):
     """Which code-of-practice profile to apply."""
 
     profile: str = "bramham-shadwell"
+    # Clause packs checked as well as the school's profile, e.g. "national-guidance".
+    packs: tuple[str, ...] = ()
     profile_dirs: tuple[Path, ...] = (Path("config/policies"),)
 
 
@@ -381,6 +383,7 @@ _EXAMPLES: dict[str, str] = {
     "school_day.terms": "[[school_day.terms]]\nstart = 2026-09-03\nend = 2026-10-23",
     "policy.profile": 'profile = "bramham-shadwell"',
     "policy.profile_dirs": 'profile_dirs = ["config/policies"]',
+    "policy.packs": 'packs = ["national-guidance"]',
     "privacy.store_chat_text": "store_chat_text = false",
     "logging.level": 'level = "info"',
     "logging.format": 'format = "auto"',

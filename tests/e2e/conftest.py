@@ -64,6 +64,7 @@ SCHOOL = {
             "start": "2026-11-18T11:00:00Z",
             "end": "2026-11-18T11:30:00Z",
             "invitees": ["p4", "p5"],
+            "settings": {"allow_meeting_chat": "disabled"},
             "attendance": [
                 {"who": "t.patel", "intervals": [["2026-11-18T11:00:00Z", "2026-11-18T11:30:00Z"]]},
                 {"who": "p4", "intervals": [["2026-11-18T11:00:00Z", "2026-11-18T11:30:00Z"]]},
@@ -75,6 +76,7 @@ SCHOOL = {
     "expect": [
         {"rule": "pupil_meeting_chat", "session": "lesson", "subject": "p2"},
         {"rule": "one_to_one_without_consent", "session": "lesson", "subject": "p1"},
+        {"rule": "meeting_chat_open_to_pupils", "session": "lesson"},
     ],
 }
 

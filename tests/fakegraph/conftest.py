@@ -33,7 +33,7 @@ SCENARIO: dict[str, Any] = {
         {"key": "year5", "name": "Year 5", "members": [f"pupil{n}" for n in range(1, 8)]},
         {"key": "pupils", "name": "All Pupils", "role": "pupils", "members": ["year5"]},
         {"key": "slt", "name": "SLT", "role": "slt", "members": ["head"]},
-        {"key": "dsl", "name": "DSL", "role": "dsl", "members": ["dsl"]},
+        {"key": "dsl-group", "name": "DSL", "role": "dsl", "members": ["dsl"]},
     ],
     "teams": [
         {

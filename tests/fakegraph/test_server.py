@@ -33,7 +33,7 @@ def test_settings_sections_configure_remote_guard(server: FakeTenantServer) -> N
         "staff_group_ids": [scenario.group_id("staff")],
         "pupil_group_ids": [scenario.group_id("pupils")],
         "slt_group_ids": [scenario.group_id("slt")],
-        "dsl_group_ids": [scenario.group_id("dsl")],
+        "dsl_group_ids": [scenario.group_id("dsl-group")],
         "deputy_dsl_group_ids": [],
     }
     assert settings.tenant.authority == f"{server.base_url}/7d9f3e2a-1b4c-4e8d-9a6f-5c2b1e0d4a37"

@@ -79,7 +79,6 @@ def test_engine_turns_missing_chat_into_an_error(lesson: SessionSnapshot) -> Non
     lesson.missing[Missing.CHAT] = "/chats/{id}/messages: HTTP 403 Forbidden"
     (finding,) = evaluate_snapshot(
         lesson,
-        profile=profile,
         bound_rules=bind_rules(profile, registry, source="t"),
         registry=registry,
         context=CONTEXT,

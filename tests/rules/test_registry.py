@@ -14,7 +14,7 @@ PROFILES = sorted(builtin_profile_dir().glob("*.toml"))
 
 def test_profiles_are_shipped() -> None:
     """Both schools' profiles are present."""
-    assert {path.stem for path in PROFILES} >= {"bramham-shadwell", "whingate"}
+    assert {path.stem for path in PROFILES} >= {"bramham-shadwell", "whingate", "national-guidance"}
 
 
 def test_every_rule_id_is_its_module_name() -> None:
@@ -79,3 +79,58 @@ def test_clause_without_rules_or_manual_reason_is_refused(tmp_path: Path) -> Non
     )
     with pytest.raises(ProfileError, match=r"clause A\.1: a clause needs either rules"):
         load_profile(path)
+
+
+def test_every_rule_cites_a_clause_that_binds_it() -> None:
+    """Each rule names, in ``clauses``, at least one shipped clause that actually applies it, so
+    a reader can go from the rule to the words of a code of practice."""
+    binding_clauses: dict[str, set[str]] = {}
+    for path in PROFILES:
+        for clause in load_profile(path).clauses:
+            for binding in clause.rules:
+                binding_clauses.setdefault(binding.rule, set()).add(clause.id)
+    for rule_id, rule in load_rules().items():
+        assert set(rule.clauses) & binding_clauses.get(rule_id, set()), (
+            f"{rule_id} cites {rule.clauses}, none of which binds it"
+        )
+
+
+def test_every_rule_is_well_formed() -> None:
+    """Documented, staged, with strict parameters that have defaults."""
+    import importlib
+
+    for rule_id, rule in load_rules().items():
+        module = importlib.import_module(f"remote_guard.rules.{rule_id}")
+        assert module.__doc__, rule_id
+        assert len(module.__doc__) > 40, rule_id
+        assert rule.stage in (1, 2), rule_id
+        assert rule.title, rule_id
+        assert rule.clauses, rule_id
+        assert rule.Params.model_config.get("extra") == "forbid", rule_id
+        rule.Params()  # every parameter has a default
+
+
+def test_packs_load_after_the_school_profile() -> None:
+    """A policy is the school's profile then its packs; findings keep each clause's profile id."""
+    from remote_guard.policy.profile import load_policy
+
+    policy = load_policy("whingate", ["national-guidance"], [], load_rules())
+    assert [p.id for p in policy.profiles] == ["whingate", "national-guidance"]
+    assert policy.profile.id == "whingate"
+    assert {b.profile_id for b in policy.bound_rules} == {"whingate", "national-guidance"}
+
+
+def test_a_pack_twice_is_refused() -> None:
+    """Two profiles with one id would make findings ambiguous."""
+    from remote_guard.policy.profile import load_policy
+
+    with pytest.raises(ProfileError, match="already in use"):
+        load_policy("whingate", ["whingate"], [], load_rules())
+
+
+def test_a_missing_pack_names_where_it_looked(tmp_path: Path) -> None:
+    """A typo in a pack name says which folders were searched."""
+    from remote_guard.policy.profile import load_policy
+
+    with pytest.raises(ProfileError, match="no profile named 'national-guidence'"):
+        load_policy("whingate", ["national-guidence"], [tmp_path], load_rules())

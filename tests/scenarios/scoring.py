@@ -15,9 +15,18 @@ def matches(expectation: ExpectationSpec, finding: dict[str, Any]) -> bool:
         return False
     if expectation.subject is not None and finding["subject"] != expectation.subject:
         return False
+    exempted = bool(finding.get("exempted"))
+    if expectation.status == "exempted":
+        return exempted and finding["status"] in BREACH
+    if exempted:
+        return False
     if expectation.status == "breach":
         return finding["status"] in BREACH
     return bool(finding["status"] == expectation.status)
+
+
+def _expected_exempted(scenario: Scenario, finding: dict[str, Any]) -> bool:
+    return any(e.status == "exempted" and matches(e, finding) for e in scenario.expect)
 
 
 @dataclass
@@ -46,10 +55,16 @@ class Scores:
     ) -> list[str]:
         """Add one scenario's results; return the problems found (empty if it passes)."""
         problems: list[str] = []
+        if scenario.scope:
+            rules = rules & set(scenario.scope)
+        # An exempted finding is not an open breach: it is scored only where the truth expects
+        # it (status "exempted"), and then it must be there.
         produced = [
             f
             for f in findings
-            if f["rule"] in rules and (f["status"] in BREACH or f["status"] == "error")
+            if f["rule"] in rules
+            and (f["status"] in BREACH or f["status"] == "error")
+            and not (f.get("exempted") and not _expected_exempted(scenario, f))
         ]
         used: set[int] = set()
         for expectation in scenario.expect:

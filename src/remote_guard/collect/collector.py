@@ -1,10 +1,12 @@
 """Finds each remote session and builds its snapshot from Graph.
 
 There is no "list online meetings" call in Graph v1.0, so sessions are found on staff calendars;
-peer-to-peer calls and ad-hoc meetings are found in call records. Each session is then resolved:
-meeting options, who attended when, the meeting chat (who posted; text only if the school opts
-in) and recordings. Whatever could not be read is recorded in ``missing`` with the reason, so a
-rule reports ``error`` rather than passing. No rule logic lives here.
+peer-to-peer calls and ad-hoc meetings are found in call records, and chats between staff and
+pupils outside meetings in the staff members' chat lists. Each session is then resolved: meeting
+options, who was invited (group invitations expanded to their members), who attended when, the
+meeting chat (who posted; text only if the school opts in) and recordings. Whatever could not be
+read is recorded in ``missing`` with the reason, so a rule reports ``error`` rather than passing.
+No rule logic lives here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from remote_guard.collect.snapshot import (
     SessionKind,
     SessionSnapshot,
 )
-from remote_guard.directory.service import Directory
+from remote_guard.directory.service import Directory, group_users
 from remote_guard.graph.client import PREFER_UNKNOWN_ENUMS, GraphClient
 from remote_guard.graph.errors import GraphError
 from remote_guard.graph.models import (
@@ -46,8 +48,11 @@ from remote_guard.graph.models import (
     CallRecordSession,
     CallTranscript,
     Channel,
+    Chat,
     ChatMessage,
+    ConversationMember,
     Event,
+    Group,
     MeetingAttendanceReport,
     OnlineMeeting,
     PayloadError,
@@ -68,8 +73,17 @@ FOREIGN_LINK = re.compile(
     re.IGNORECASE,
 )
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_PHONE = re.compile(r"[+\d*#\s()-]{6,}")
+# A dialled-in number as Teams shows it, often masked: "+447XXXXXX123".
+_PHONE = re.compile(r"(?=.*\d)[+\dXx*#\s()-]{6,}")
 TEAMS_JOIN = re.compile(r"^https://teams\.microsoft\.com/l/meetup-join/", re.IGNORECASE)
+# Chats outside meetings; "meeting" chats are read with their meeting.
+DIRECT_CHAT_TYPES = frozenset({"oneOnOne", "group"})
+# Graph's documented known issue: `$expand=members` on a chat list returns at most 25 members.
+EXPANDED_MEMBERS_CAP = 25
+
+
+# Joiners without a school account whose e-mail address, when Graph gives one, is kept.
+_OUTSIDE_KINDS = frozenset({PersonKind.EXTERNAL, PersonKind.GUEST, PersonKind.UNKNOWN})
 
 
 class _UnreadableError(Exception):
@@ -99,8 +113,19 @@ class _Found:
 
     event: Event
     mailbox_id: str
+    series_id: str | None = None
+    series_from_organizer: bool = False
     invitee_ids: set[str] = field(default_factory=set)
     invitee_emails: set[str] = field(default_factory=set)
+    invitee_groups: dict[str, str] = field(default_factory=dict)  # group address -> group id
+
+
+@dataclass(frozen=True)
+class _InvitedGroup:
+    """A group an invitation was addressed to, with the users in it."""
+
+    id: str
+    members: tuple[Person, ...]
 
 
 def normalise_join_url(url: str) -> str:
@@ -111,6 +136,17 @@ def normalise_join_url(url: str) -> str:
 
 def session_id_for_join_url(url: str) -> str:
     return "mtg_" + hashlib.sha256(normalise_join_url(url).encode()).hexdigest()[:24]
+
+
+def session_id_for_event(ical_uid_or_id: str) -> str:
+    """The session id of a calendar event whose meeting is not on Teams (or has no join URL),
+    from its ``iCalUId`` (its ``id`` when it has none)."""
+    return "evt_" + hashlib.sha256(ical_uid_or_id.encode()).hexdigest()[:24]
+
+
+def session_id_for_chat(chat_id: str) -> str:
+    """The session id of a 1:1 or group chat outside a meeting, from its Graph chat id."""
+    return "chat_" + hashlib.sha256(chat_id.encode()).hexdigest()[:24]
 
 
 def join_url_context(url: str) -> dict[str, str]:
@@ -159,6 +195,12 @@ class Collector:
         self._directory = directory
         self._clock = clock
         self._channels: dict[str, ChannelRef] | None = None
+        # Read at most once per collector run: groups by invited address (None: no such group,
+        # or unreadable), team members by team id (None: unreadable, reason alongside).
+        self._groups: dict[str, _InvitedGroup | None] = {}
+        self._group_people: dict[str, Person] = {}
+        self._team_members: dict[str, tuple[Person, ...] | None] = {}
+        self._team_member_errors: dict[str, str] = {}
         self.errors: list[str] = []
 
     # --- discovery ----------------------------------------------------------------------------
@@ -166,7 +208,8 @@ class Collector:
     def collect(
         self, *, window_start: datetime, window_end: datetime, skip: set[str]
     ) -> Iterator[Collected]:
-        """Yield a snapshot for every session in the window not in ``skip``."""
+        """Yield a snapshot for every session in the window not in ``skip``: calendar meetings,
+        calls, then chats between staff and pupils with messages in the window."""
         found = self._discover(window_start, window_end)
         records = self._call_records(window_start, min(self._clock(), window_end))
         by_join: dict[str, list[CallRecord]] = {}
@@ -195,6 +238,7 @@ class Collector:
             collected = self._resolve_call(session_id, record)
             if collected is not None:
                 yield collected
+        yield from self._direct_chats(window_start, min(self._clock(), window_end), skip)
 
     @staticmethod
     def _join_url(event: Event) -> str | None:
@@ -202,14 +246,16 @@ class Collector:
             return event.online_meeting.join_url
         return event.online_meeting_url or None
 
-    def _discover(self, start: datetime, end: datetime) -> dict[str, _Found]:
-        found: dict[str, _Found] = {}
-        staff = sorted(
+    def _staff_ids(self) -> list[str]:
+        return sorted(
             person.id
             for person in self._directory.people.values()
             if person.kind is PersonKind.STAFF
         )
-        for mailbox_id in staff:
+
+    def _discover(self, start: datetime, end: datetime) -> dict[str, _Found]:
+        found: dict[str, _Found] = {}
+        for mailbox_id in self._staff_ids():
             try:
                 for item in self._graph.iter_items(
                     f"/users/{mailbox_id}/calendarView",
@@ -236,18 +282,65 @@ class Collector:
         if join_url and TEAMS_JOIN.match(join_url):
             session_id = session_id_for_join_url(join_url)
         else:
-            key = event.i_cal_u_id or event.id or ""
-            session_id = "evt_" + hashlib.sha256(key.encode()).hexdigest()[:24]
+            session_id = session_id_for_event(event.i_cal_u_id or event.id or "")
         item = found.get(session_id)
         if item is None:
-            item = found[session_id] = _Found(event=event, mailbox_id=mailbox_id)
+            item = found[session_id] = _Found(
+                event=event, mailbox_id=mailbox_id, series_id=event.series_master_id
+            )
+        if event.series_master_id and event.is_organizer and not item.series_from_organizer:
+            # Each mailbox's copy has its own ids; the organiser's copy names the series the same
+            # way for every occurrence, whoever else was invited.
+            item.series_id = event.series_master_id
+            item.series_from_organizer = True
         for attendee in event.attendees or []:
             address = attendee.email_address.address if attendee.email_address else None
             person = self._directory.find_by_address(address)
             if person is not None:
                 item.invitee_ids.add(person.id)
-            elif address:
+                continue
+            if not address:
+                continue
+            group = self._invited_group(address)
+            if group is None:
                 item.invitee_emails.add(address.lower())
+                continue
+            # Outlook keeps an invited group as one attendee; everyone in it was invited.
+            item.invitee_groups[address.lower()] = group.id
+            for member in group.members:
+                item.invitee_ids.add(member.id)
+                self._group_people.setdefault(member.id, member)
+
+    def _invited_group(self, address: str) -> _InvitedGroup | None:
+        """The group whose mail address this is, with its users, looked up once per run.
+
+        None when no group has the address (an outside address) or the lookup failed; a failure
+        is recorded in ``errors``, since the invitation may then name pupils nobody can see.
+        """
+        key = address.strip().lower()
+        if key in self._groups:
+            return self._groups[key]
+        group: _InvitedGroup | None = None
+        try:
+            with _reading():
+                page = self._graph.get(
+                    "/groups",
+                    params={
+                        "$filter": f"mail eq {_graph_literal(key)}",
+                        "$select": "id,displayName,mail",
+                    },
+                )
+                values = page.get("value")
+                if isinstance(values, list) and values:
+                    found = parse(Group, values[0], what="group")
+                    members = tuple(
+                        self._directory.member(obj) for obj in group_users(self._graph, found.id)
+                    )
+                    group = _InvitedGroup(id=found.id, members=members)
+        except _UnreadableError as exc:
+            self.errors.append(f"invited address {key}: group lookup failed: {exc}")
+        self._groups[key] = group
+        return group
 
     # --- resolving a calendar session ---------------------------------------------------------
 
@@ -266,7 +359,9 @@ class Collector:
         context = join_url_context(join_url) if join_url else {}
         people: dict[str, Person] = {}
         for person_id in item.invitee_ids:
-            people[person_id] = self._directory.people[person_id]
+            people[person_id] = (
+                self._directory.people.get(person_id) or self._group_people[person_id]
+            )
         organizer_id = organizer.id if organizer else context.get("Oid")
         if organizer is not None:
             people[organizer.id] = organizer
@@ -293,6 +388,7 @@ class Collector:
             is_cancelled=bool(event.is_cancelled),
             join_url=join_url,
             provider=event.online_meeting_provider,
+            series_id=item.series_id,
             invitee_ids=sorted(item.invitee_ids),
             invitee_emails=sorted(item.invitee_emails),
             foreign_links=sorted(set(FOREIGN_LINK.findall(text))),
@@ -300,6 +396,11 @@ class Collector:
             sources={"calendar": f"/users/{item.mailbox_id}/calendarView"},
             collected_at=now,
         )
+        if item.invitee_groups:
+            snapshot.sources["invitee_groups"] = ", ".join(
+                f"{address} -> /groups/{group_id}/transitiveMembers"
+                for address, group_id in sorted(item.invitee_groups.items())
+            )
         if not is_teams or join_url is None:
             return Collected(snapshot=snapshot, final=end is not None and now >= end)
 
@@ -307,6 +408,7 @@ class Collector:
         if thread is not None:
             snapshot.kind = SessionKind.CHANNEL_MEETING
             snapshot.channel = self._channel(thread) or ChannelRef(thread_id=thread)
+            self._channel_members(snapshot, snapshot.channel)
 
         # Meeting options: looked up through the organiser if they are ours, else the attendee
         # whose calendar it was on.
@@ -444,10 +546,22 @@ class Collector:
         ]
 
     def _attendee(self, record: AttendanceRecord) -> Person:
+        person = self._attendee_identity(record)
+        if person.email is None and record.email_address and person.kind in _OUTSIDE_KINDS:
+            # The report's address is how an invited outsider is recognised on the invitation.
+            person = person.model_copy(update={"email": record.email_address})
+        return person
+
+    def _attendee_identity(self, record: AttendanceRecord) -> Person:
         identity = record.identity
         ident = (identity.id if identity else None) or record.id or "unknown"
         if ident in self._directory.people:
             return self._directory.people[ident]
+        odata_type = ((identity.odata_type if identity else None) or "").lower()
+        if "application" in odata_type:
+            # communicationsApplicationIdentity (or ...InstanceIdentity): a bot, not a person.
+            name = (identity.display_name if identity else None) or ""
+            return Person(id=f"app:{ident}", display_name=name, kind=PersonKind.APPLICATION)
         by_address = self._directory.find_by_address(record.email_address)
         if by_address is not None:
             return by_address
@@ -455,8 +569,10 @@ class Collector:
         tenant = identity.tenant_id if identity else None
         if not _GUID.fullmatch(ident):
             # Not an Entra object id: joined by link with a typed-in name, or by phone.
-            kind = PersonKind.PHONE if _PHONE.fullmatch(name) else PersonKind.ANONYMOUS
-            return Person(id=f"{kind.value}:{ident}", display_name=name, kind=kind)
+            # The same prefixes as call-record identities, so one joiner has one id.
+            if _PHONE.fullmatch(name):
+                return Person(id=f"phone:{ident}", display_name=name, kind=PersonKind.PHONE)
+            return Person(id=f"anon:{ident}", display_name=name, kind=PersonKind.ANONYMOUS)
         if tenant and tenant.lower() != self._settings.tenant.tenant_id.lower():
             return self._directory.user(ident, display_name=name, tenant_id=tenant)
         # Microsoft's attendance records often carry no tenantId, even for members: ask the
@@ -727,3 +843,147 @@ class Collector:
             except (GraphError, PayloadError) as exc:
                 self.errors.append(f"teams and channels: {exc}")
         return self._channels.get(thread_id.lower())
+
+    def _channel_members(self, snapshot: SessionSnapshot, ref: ChannelRef) -> None:
+        """Fill the channel's ``member_ids`` with its team's members, read once per team.
+
+        A failure leaves the list empty ("unknown" to rules), is recorded in ``errors`` and
+        explained in ``sources["channel_members"]``.
+        """
+        team_id = ref.team_id
+        if not team_id:
+            snapshot.sources["channel_members"] = "not read: the channel's team is not known"
+            return
+        if team_id not in self._team_members:
+            try:
+                with _reading():
+                    members = tuple(
+                        self._directory.member(obj) for obj in group_users(self._graph, team_id)
+                    )
+            except _UnreadableError as exc:
+                self._team_members[team_id] = None
+                self._team_member_errors[team_id] = str(exc)
+                self.errors.append(f"members of team {team_id}: {exc}")
+            else:
+                self._team_members[team_id] = members
+        members_read = self._team_members[team_id]
+        if members_read is None:
+            snapshot.sources["channel_members"] = (
+                f"not read: {self._team_member_errors.get(team_id, 'unknown error')}"
+            )
+            return
+        # The cached ChannelRef is shared by every meeting in the channel: give this snapshot
+        # its own copy rather than changing the cache.
+        snapshot.channel = ref.model_copy(
+            update={"member_ids": sorted({person.id for person in members_read})}
+        )
+        for person in members_read:
+            snapshot.people.setdefault(person.id, person)
+        snapshot.sources["channel_members"] = f"/groups/{team_id}/transitiveMembers"
+
+    # --- chats outside meetings ---------------------------------------------------------------
+
+    def _direct_chats(self, start: datetime, end: datetime, skip: set[str]) -> Iterator[Collected]:
+        """A snapshot for each 1:1 or group chat between staff and pupils with a message in
+        ``[start, end]``, found through the staff members' chat lists (each chat once)."""
+        if end <= start:
+            return
+        chats: dict[str, tuple[Chat, str]] = {}
+        for mailbox_id in self._staff_ids():
+            try:
+                for raw in self._graph.iter_items(
+                    f"/users/{mailbox_id}/chats",
+                    params={"$expand": "members", "$top": "50"},
+                ):
+                    try:
+                        chat = parse(Chat, raw, what="chat")
+                    except PayloadError as exc:
+                        self.errors.append(f"chats of {mailbox_id}: {exc}")
+                        continue
+                    if chat.chat_type in DIRECT_CHAT_TYPES and chat.id not in chats:
+                        chats[chat.id] = (chat, mailbox_id)
+            except GraphError as exc:
+                # Chats we could not list may hide contact with pupils; the poll is partial.
+                self.errors.append(f"chats of {mailbox_id}: {exc.reason}")
+        for chat_id, (chat, mailbox_id) in sorted(chats.items()):
+            session_id = session_id_for_chat(chat_id)
+            if session_id in skip:
+                continue
+            collected = self._resolve_chat(session_id, chat, mailbox_id, start, end)
+            if collected is not None:
+                yield collected
+
+    def _chat_members(self, chat: Chat) -> tuple[list[ConversationMember], str | None]:
+        """The chat's members and, if only a partial list could be had, why.
+
+        Graph returns at most 25 members in ``$expand=members``; a list that long (or a missing
+        one) is read in full from ``/chats/{id}/members``.
+        """
+        expanded = chat.members
+        if expanded is not None and len(expanded) < EXPANDED_MEMBERS_CAP:
+            return list(expanded), None
+        try:
+            with _reading():
+                return [
+                    parse(ConversationMember, raw, what="chat member")
+                    for raw in self._graph.iter_items(f"/chats/{chat.id}/members")
+                ], None
+        except _UnreadableError as exc:
+            return list(expanded or []), f"the chat's full member list could not be read: {exc}"
+
+    def _resolve_chat(
+        self, session_id: str, chat: Chat, mailbox_id: str, start: datetime, end: datetime
+    ) -> Collected | None:
+        members, partial = self._chat_members(chat)
+        people = [self._directory.chat_member(member) for member in members]
+        kinds = {person.kind for person in people}
+        if not (PersonKind.STAFF in kinds and PersonKind.PUPIL in kinds):
+            # Only chats between staff and pupils concern the code of practice (and nothing
+            # else is kept: data minimisation). Members we could not see may include a pupil.
+            if partial is not None:
+                self.errors.append(f"chat {chat.id}: {partial}")
+            return None
+        people = [self._directory.resolve(self._graph, person) for person in people]
+        snapshot = SessionSnapshot(
+            session_id=session_id,
+            kind=SessionKind.DIRECT_CHAT,
+            subject=chat.topic,
+            chat_type=chat.chat_type,
+            member_ids=sorted({person.id for person in people}),
+            people={person.id: person for person in people},
+            chat_thread_id=chat.id,
+            sources={"chats": f"/users/{mailbox_id}/chats"},
+            collected_at=self._clock(),
+        )
+        if partial is not None:
+            snapshot.missing[Missing.DIRECTORY] = partial
+        path = f"/chats/{chat.id}/messages"
+        activity: list[ChatActivity] = []
+        store_text = self._settings.privacy.store_chat_text
+        try:
+            with _reading():
+                # Newest first by creation time (Graph's documented ordering), so paging stops at
+                # the first message older than the window.
+                for raw in self._graph.iter_items(
+                    path,
+                    params={"$top": "50", "$orderby": "createdDateTime desc"},
+                    headers=PREFER,
+                ):
+                    message = parse(ChatMessage, raw, what="chat message")
+                    created = message.created_date_time
+                    if created is not None and created < start:
+                        break
+                    if created is None or created > end:
+                        continue
+                    activity.append(self._chat_activity(snapshot, message, store_text=store_text))
+        except _UnreadableError as exc:
+            snapshot.missing[Missing.CHAT] = str(exc)
+            return Collected(snapshot=snapshot, final=False)
+        if not activity:
+            return None
+        snapshot.chat = sorted(activity, key=lambda item: (item.created, item.message_id))
+        snapshot.actual_start = snapshot.chat[0].created
+        snapshot.actual_end = snapshot.chat[-1].created
+        snapshot.sources["chat"] = path
+        # A chat never ends: it is read again on the next poll.
+        return Collected(snapshot=snapshot, final=False)

@@ -121,11 +121,19 @@ class MeetingSettings(BaseModel):
 
 
 class ChannelRef(BaseModel):
+    """The team channel a channel meeting is held in.
+
+    ``member_ids`` are the team's members (owners included), who can all join a channel meeting
+    without an invitation. Empty when the team's members could not be read (``sources`` then has
+    a ``channel_members`` note saying why) or the team is not known: treat empty as "unknown".
+    """
+
     thread_id: str
     team_id: str | None = None
     channel_id: str | None = None
     team_name: str | None = None
     channel_name: str | None = None
+    member_ids: list[str] = Field(default_factory=list)
 
 
 class SessionPhase(StrEnum):
@@ -152,8 +160,11 @@ class SessionSnapshot(BaseModel):
     join_url: str | None = None
     provider: str | None = None
     channel: ChannelRef | None = None
+    series_id: str | None = None  # the calendar series (seriesMasterId) a meeting belongs to
     online_meeting_id: str | None = None
     chat_thread_id: str | None = None
+    chat_type: str | None = None  # for direct chats: oneOnOne | group
+    member_ids: list[str] = Field(default_factory=list)  # for direct chats: the chat's members
     call_record_ids: list[str] = Field(default_factory=list)
     invitee_ids: list[str] = Field(default_factory=list)
     invitee_emails: list[str] = Field(default_factory=list)

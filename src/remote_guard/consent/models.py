@@ -18,6 +18,7 @@ class ConsentRow(Base):
     scope: Mapped[str] = mapped_column(String(32))
     granted_by: Mapped[str] = mapped_column(Text)
     relationship: Mapped[str] = mapped_column(String(64))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     method: Mapped[str] = mapped_column(String(32))
     evidence_ref: Mapped[str | None] = mapped_column(Text)

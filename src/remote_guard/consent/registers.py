@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from remote_guard.exemptions.exemption import Exemption
+
 
 class ApprovalStatus(StrEnum):
     PENDING = "pending"
@@ -27,6 +29,7 @@ class Consent(BaseModel):
     scope: str = "one_to_one"  # what the consent covers
     granted_by: str
     relationship: str
+    contact_email: str | None = None  # the parent's or carer's address, to recognise them
     granted_at: datetime
     method: str = "signed_form"
     evidence_ref: str | None = None
@@ -86,6 +89,7 @@ class Registers(BaseModel):
     registrations: tuple[Registration, ...] = ()
     consents: tuple[Consent, ...] = ()
     approved_activities: frozenset[str] = Field(default_factory=frozenset)
+    exemptions: tuple[Exemption, ...] = ()
 
     def consents_for(self, pupil_id: str) -> list[Consent]:
         return [consent for consent in self.consents if consent.pupil_id == pupil_id]

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from remote_guard.consent.models import ApprovedActivityRow, ConsentRow, RegistrationRow
 from remote_guard.consent.registers import ApprovalStatus, Consent, Registers, Registration
+from remote_guard.exemptions.service import load_exemptions
 
 
 def load_registers(session: Session) -> Registers:
@@ -20,6 +21,7 @@ def load_registers(session: Session) -> Registers:
             scope=row.scope,
             granted_by=row.granted_by,
             relationship=row.relationship,
+            contact_email=row.contact_email,
             granted_at=row.granted_at,
             method=row.method,
             evidence_ref=row.evidence_ref,
@@ -44,7 +46,12 @@ def load_registers(session: Session) -> Registers:
         for row in session.scalars(select(RegistrationRow).order_by(RegistrationRow.id))
     )
     activities = frozenset(session.scalars(select(ApprovedActivityRow.name)))
-    return Registers(registrations=registrations, consents=consents, approved_activities=activities)
+    return Registers(
+        registrations=registrations,
+        consents=consents,
+        approved_activities=activities,
+        exemptions=load_exemptions(session),
+    )
 
 
 def save_consent(
@@ -55,6 +62,7 @@ def save_consent(
     row.scope = consent.scope
     row.granted_by = consent.granted_by
     row.relationship = consent.relationship
+    row.contact_email = consent.contact_email
     row.granted_at = consent.granted_at
     row.method = consent.method
     row.evidence_ref = consent.evidence_ref

@@ -10,7 +10,14 @@ import structlog
 from remote_guard.collect.snapshot import Person, PersonKind, Role
 from remote_guard.graph.client import GraphClient
 from remote_guard.graph.errors import GraphError, GraphNotFoundError
-from remote_guard.graph.models import DirectoryObject, IdentitySet, PayloadError, User, parse
+from remote_guard.graph.models import (
+    ConversationMember,
+    DirectoryObject,
+    IdentitySet,
+    PayloadError,
+    User,
+    parse,
+)
 from remote_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -92,9 +99,13 @@ class Directory:
         name = (primary.display_name if primary else None) or ""
         ident = (primary.id if primary else None) or fallback_id
         if kind_name == "user" and primary is not None and primary.id:
-            return self.user(
+            person = self.user(
                 primary.id, display_name=primary.display_name, tenant_id=primary.tenant_id
             )
+            if person.kind is PersonKind.EXTERNAL and person.email is None:
+                # A federated user's UPN is their sign-in address, how an invitation names them.
+                return person.model_copy(update={"email": primary.user_principal_name})
+            return person
         if kind_name in {"application", "applicationInstance"}:
             return Person(id=f"app:{ident}", display_name=name, kind=PersonKind.APPLICATION)
         if kind_name == "phone":
@@ -102,6 +113,69 @@ class Directory:
         if kind_name in {"guest", "acsUser", "spoolUser", "azureCommunicationServicesUser"}:
             return Person(id=f"anon:{ident}", display_name=name, kind=PersonKind.ANONYMOUS)
         return Person(id=f"unknown:{ident}", display_name=name, kind=PersonKind.UNKNOWN)
+
+    def member(self, obj: DirectoryObject) -> Person:
+        """Classify a user read from a group's member list (an invited group, a team)."""
+        known = self.people.get(obj.id) or self.looked_up.get(obj.id)
+        if known is not None:
+            return known
+        guest = (obj.user_type or "").lower() == "guest"
+        return Person(
+            id=obj.id,
+            display_name=obj.display_name or "",
+            kind=PersonKind.GUEST if guest else PersonKind.UNKNOWN,
+            tenant_id=self.tenant_id,
+            email=obj.mail or obj.user_principal_name,
+        )
+
+    def chat_member(self, member: ConversationMember) -> Person:
+        """Classify a chat member (a ``conversationMember`` of ``/chats``).
+
+        Users (``aadUserConversationMember``) are classified like any Entra user, by their id and
+        tenant; the other member types name people without a school account.
+        """
+        name = member.display_name or ""
+        if member.user_id:
+            return self.user(member.user_id, display_name=name, tenant_id=member.tenant_id)
+        member_type = (member.odata_type or "").rsplit(".", 1)[-1]
+        kind = _MEMBER_KINDS.get(member_type, PersonKind.UNKNOWN)
+        prefix = {
+            PersonKind.ANONYMOUS: "anon",
+            PersonKind.PHONE: "phone",
+            PersonKind.EXTERNAL: "external",
+        }.get(kind, "unknown")
+        return Person(id=f"{prefix}:{member.id}", display_name=name, kind=kind)
+
+
+# conversationMember subtypes that carry no Entra user id, and who they are to the school.
+_MEMBER_KINDS = {
+    "anonymousGuestConversationMember": PersonKind.ANONYMOUS,
+    "azureCommunicationServicesUserConversationMember": PersonKind.ANONYMOUS,
+    "microsoftAccountUserConversationMember": PersonKind.EXTERNAL,
+    "skypeForBusinessUserConversationMember": PersonKind.EXTERNAL,
+    "skypeUserConversationMember": PersonKind.EXTERNAL,
+    "phoneUserConversationMember": PersonKind.PHONE,
+}
+
+
+def group_users(graph: GraphClient, group_id: str) -> list[DirectoryObject]:
+    """The users in a group, directly or through nested groups (``transitiveMembers``).
+
+    Raises:
+        GraphError: the members could not be read, or a member was not a directory object.
+    """
+    users: list[DirectoryObject] = []
+    for item in graph.iter_items(
+        f"/groups/{group_id}/transitiveMembers", params={"$select": _SELECT}
+    ):
+        try:
+            obj = parse(DirectoryObject, item, what="group member")
+        except PayloadError as exc:
+            raise GraphError(str(exc), endpoint="/groups/{id}/transitiveMembers") from exc
+        # Nested groups, devices and service principals are not people.
+        if obj.odata_type in (None, "#microsoft.graph.user") and obj.id:
+            users.append(obj)
+    return users
 
 
 def load_directory(graph: GraphClient, settings: Settings) -> Directory:
@@ -122,15 +196,7 @@ def load_directory(graph: GraphClient, settings: Settings) -> Directory:
                 ids |= members[group_id]
                 continue
             found: set[str] = set()
-            for item in graph.iter_items(
-                f"/groups/{group_id}/transitiveMembers", params={"$select": _SELECT}
-            ):
-                try:
-                    obj = parse(DirectoryObject, item, what="group member")
-                except PayloadError as exc:
-                    raise GraphError(str(exc), endpoint="/groups/{id}/transitiveMembers") from exc
-                if obj.odata_type not in (None, "#microsoft.graph.user") or not obj.id:
-                    continue
+            for obj in group_users(graph, group_id):
                 users[obj.id] = obj
                 found.add(obj.id)
             members[group_id] = found

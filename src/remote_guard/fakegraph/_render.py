@@ -187,9 +187,9 @@ def event_json(event: StoredEvent, *, zone: str | None, basic: bool) -> dict[str
         "isCancelled": event.is_cancelled,
         "isOrganizer": event.is_organizer,
         "responseRequested": True,
-        "seriesMasterId": None,
+        "seriesMasterId": event.series_master_id,
         "showAs": "free" if event.is_cancelled else "busy",
-        "type": "singleInstance",
+        "type": "occurrence" if event.series_master_id else "singleInstance",
         "webLink": (
             "https://outlook.office365.com/owa/?itemid="
             f"{event.id.replace('=', '%3D')}&exvsurl=1&path=/calendar/item"
@@ -198,7 +198,11 @@ def event_json(event: StoredEvent, *, zone: str | None, basic: bool) -> dict[str
         "isOnlineMeeting": event.is_online,
         "onlineMeetingProvider": event.provider,
         "allowNewTimeProposals": True,
-        "occurrenceId": None,
+        "occurrenceId": (
+            f"OID.{event.series_master_id}.{event.start:%Y-%m-%d}"
+            if event.series_master_id
+            else None
+        ),
         "isDraft": False,
         "hideAttendees": False,
         "responseStatus": {
@@ -416,7 +420,11 @@ def attendance_record_json(presence: Presence, meeting: Meeting) -> dict[str, An
         "role": role,
         "registrationId": None,
         "identity": {
-            "@odata.type": "#microsoft.graph.communicationsUserIdentity",
+            "@odata.type": (
+                "#microsoft.graph.communicationsApplicationIdentity"
+                if who.kind == "bot"
+                else "#microsoft.graph.communicationsUserIdentity"
+            ),
             "id": who.id,
             "displayName": who.display_name,
             "tenantId": who.tenant_id,
@@ -454,7 +462,9 @@ _IDENTITY_SET_KEYS = (
 def communications_identity_set(who: Identity) -> dict[str, Any]:
     """A communicationsIdentitySet with exactly one identity filled in."""
     identity: dict[str, Any] = dict.fromkeys(_IDENTITY_SET_KEYS)
-    if who.kind == "anonymous":
+    if who.kind == "bot":
+        identity["application"] = {"id": who.id, "displayName": who.display_name}
+    elif who.kind == "anonymous":
         identity["guest"] = {"id": who.id, "displayName": who.display_name, "tenantId": None}
     elif who.kind == "phone":
         identity["phone"] = {"id": who.id, "displayName": who.display_name}
@@ -613,7 +623,29 @@ def chat_message_json(
     return data
 
 
-def chat_json(chat: Chat, state: TenantState, *, expand_members: bool) -> dict[str, Any]:
+def conversation_member_json(chat: Chat, member: Identity) -> dict[str, Any]:
+    """A chat member as Graph lists it (an aadUserConversationMember)."""
+    return {
+        "@odata.type": "#microsoft.graph.aadUserConversationMember",
+        "id": base64.b64encode(f"{chat.id}##{member.id}".encode()).decode(),
+        "roles": (
+            ["owner"]
+            if member.id in chat.owner_ids or chat.chat_type == "oneOnOne"
+            else (["guest"] if member.kind in ("guest", "external") else [])
+        ),
+        "displayName": member.display_name,
+        "visibleHistoryStartDateTime": "0001-01-01T00:00:00Z",
+        "userId": member.id,
+        "email": member.email,
+        "tenantId": member.tenant_id,
+    }
+
+
+def chat_json(
+    chat: Chat, state: TenantState, *, expand_members: bool, member_cap: int | None = None
+) -> dict[str, Any]:
+    """A chat; with ``expand_members`` its members, at most ``member_cap`` of them (Graph's
+    documented known issue: a chat list expanded with members returns at most 25)."""
     meeting = state.meetings.get(chat.meeting_key) if chat.meeting_key else None
     now = state.now()
     visible = [m.created for m in chat.messages if m.created <= now]
@@ -645,23 +677,8 @@ def chat_json(chat: Chat, state: TenantState, *, expand_members: bool) -> dict[s
             },
         }
     if expand_members:
-        data["members"] = [
-            {
-                "@odata.type": "#microsoft.graph.aadUserConversationMember",
-                "id": base64.b64encode(f"{chat.id}##{member.id}".encode()).decode(),
-                "roles": (
-                    ["owner"]
-                    if member.id in chat.owner_ids or chat.chat_type == "oneOnOne"
-                    else (["guest"] if member.kind in ("guest", "external") else [])
-                ),
-                "displayName": member.display_name,
-                "visibleHistoryStartDateTime": "0001-01-01T00:00:00Z",
-                "userId": member.id,
-                "email": member.email,
-                "tenantId": member.tenant_id,
-            }
-            for member in chat.members
-        ]
+        members = chat.members if member_cap is None else chat.members[:member_cap]
+        data["members"] = [conversation_member_json(chat, member) for member in members]
     return data
 
 

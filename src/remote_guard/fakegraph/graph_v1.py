@@ -87,6 +87,16 @@ TRANSCRIPT_READ = Need(("OnlineMeetingTranscript.Read.All",), "other")
 CALL_RECORDS_READ = Need(("CallRecords.Read.All",), "other")
 CHAT_MESSAGES_READ = Need(("Chat.Read.All", "Chat.ReadWrite.All", "ChatMessage.Read.All"), "teams")
 CHATS_READ = Need(("Chat.ReadBasic.All", "Chat.Read.All", "Chat.ReadWrite.All"), "teams")
+CHAT_MEMBERS_READ = Need(
+    (
+        "ChatMember.Read.All",
+        "ChatMember.ReadWrite.All",
+        "Chat.ReadBasic.All",
+        "Chat.Read.All",
+        "Chat.ReadWrite.All",
+    ),
+    "teams",
+)
 TEAM_READ = Need(
     (
         "Team.ReadBasic.All",
@@ -120,6 +130,8 @@ MAX_TOP_DIRECTORY = 999
 MAX_TOP_CALENDAR = 1000
 MAX_TOP_CHAT_MESSAGES = 50
 MAX_TOP_CHATS = 50
+# A documented known issue of List chats: $expand=members returns at most 25 members per chat.
+MAX_EXPANDED_CHAT_MEMBERS = 25
 MAX_PAGE_CALL_RECORDS = 60
 MAX_PAGE_PARTICIPANTS = 130
 CALL_RECORD_RETENTION = timedelta(days=30)
@@ -404,6 +416,34 @@ def _group(ctx: Context) -> Any:
             "reference-property objects are not present.",
         )
     return group
+
+
+def list_groups(ctx: Context) -> GraphResponse:
+    """``GET /groups``, with the simple ``$filter`` equality Graph supports without advanced
+    queries: ``mail eq '...'`` or ``displayName eq '...'`` (compared case-insensitively, as
+    Entra compares them)."""
+    request, state = ctx.request, ctx.state
+    selected = parse_select(request, _render.GROUP_PROPERTIES, "microsoft.graph.group")
+    groups = sorted(state.groups.values(), key=lambda g: g.id)
+    raw_filter = request.params.get("$filter")
+    if raw_filter is not None:
+        match = re.fullmatch(r"\s*(mail|displayName)\s+eq\s+'((?:[^']|'')*)'\s*", raw_filter, re.I)
+        if match is None:
+            raise GraphError(
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported or invalid query filter clause specified for property of resource 'Group'.",
+            )
+        wanted = odata_string(match.group(2)).lower()
+        if match.group(1).lower() == "mail":
+            groups = [g for g in groups if g.mail.lower() == wanted]
+        else:
+            groups = [g for g in groups if g.display_name.lower() == wanted]
+    items = [
+        project(_render.group_json(g, state), selected, _render.GROUP_PROPERTIES) for g in groups
+    ]
+    context = f"groups({','.join(selected)})" if selected else "groups"
+    return paged(request, state, items, context=context, max_top=MAX_TOP_DIRECTORY)
 
 
 def get_group(ctx: Context) -> GraphResponse:
@@ -1111,6 +1151,17 @@ def get_chat_message(ctx: Context) -> GraphResponse:
     raise GraphError(404, "ResourceNotFound", "The message was not found.")
 
 
+def list_chat_members(ctx: Context) -> GraphResponse:
+    """Every member of a chat in one answer (the call takes no OData query options)."""
+    chat = _chat(ctx)
+    body = {
+        "@odata.context": odata_context(ctx.request, f"chats('{chat.id}')/members"),
+        "@odata.count": len(chat.members),
+        "value": [_render.conversation_member_json(chat, member) for member in chat.members],
+    }
+    return GraphResponse(200, body)
+
+
 def get_chat(ctx: Context) -> GraphResponse:
     chat = _chat(ctx)
     expand = (ctx.request.params.get("$expand") or "").strip().lower()
@@ -1139,7 +1190,12 @@ def list_user_chats(ctx: Context) -> GraphResponse:
             raise GraphError(400, "BadRequest", f"Invalid filter clause: {raw_filter}")
         chats = [c for c in chats if c.chat_type.lower() == match.group(1).lower()]
     chats.sort(key=lambda c: (c.created, c.id))
-    items = [_render.chat_json(c, state, expand_members=bool(expand)) for c in chats]
+    items = [
+        _render.chat_json(
+            c, state, expand_members=bool(expand), member_cap=MAX_EXPANDED_CHAT_MEMBERS
+        )
+        for c in chats
+    ]
     return paged(
         request, state, items, context=f"users('{ctx.params['user']}')/chats", max_top=MAX_TOP_CHATS
     )
@@ -1301,6 +1357,7 @@ def _routes() -> list[Route]:
     return [
         r("GET", "users", list_users, USER_READ),
         r("GET", "users/{user}", get_user, USER_READ),
+        r("GET", "groups", list_groups, GROUP_MEMBER_READ),
         r("GET", "groups/{group}", get_group, GROUP_MEMBER_READ),
         r("GET", "groups/{group}/members", group_members, GROUP_MEMBER_READ),
         r("GET", "groups/{group}/members/{cast}", group_members_cast, GROUP_MEMBER_READ),
@@ -1351,6 +1408,7 @@ def _routes() -> list[Route]:
             CALL_RECORDS_READ,
         ),
         r("GET", "chats/{chat}", get_chat, CHATS_READ),
+        r("GET", "chats/{chat}/members", list_chat_members, CHAT_MEMBERS_READ),
         r("GET", "chats/{chat}/messages", list_chat_messages, CHAT_MESSAGES_READ),
         r("GET", "chats/{chat}/messages/{message}", get_chat_message, CHAT_MESSAGES_READ),
         r("GET", "users/{user}/chats", list_user_chats, CHATS_READ),

@@ -21,11 +21,18 @@ from typing import Any, TextIO
 from sqlalchemy import select
 
 from remote_guard.clock import Clock, utc_now
-from remote_guard.collect.collector import session_id_for_join_url
+from remote_guard.collect.collector import (
+    TEAMS_JOIN,
+    session_id_for_chat,
+    session_id_for_event,
+    session_id_for_join_url,
+)
 from remote_guard.consent.registers import ApprovalStatus, Consent, Registration
 from remote_guard.consent.service import save_approved_activity, save_consent, save_registration
+from remote_guard.exemptions.exemption import Exemption, ExemptionScope
+from remote_guard.exemptions.service import save_exemption
 from remote_guard.fakegraph.demo import demo_scenario
-from remote_guard.fakegraph.scenario import Scenario, load_scenario
+from remote_guard.fakegraph.scenario import ConsentSpec, ExemptionSpec, Scenario, load_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import Poller, PollResult, run_poll
@@ -73,7 +80,10 @@ def settings_for(
         "schools": schools,
         "database": {"url": database_url},
         "poll": {"lookback_hours": min(lookback, 24 * 29), "lookahead_days": min(lookahead, 60)},
-        "policy": {"profile": scenario.profile},
+        "policy": {
+            "profile": scenario.profile_ref(scenario.profile),
+            "packs": [scenario.profile_ref(pack) for pack in scenario.packs],
+        },
         "school_day": {"timezone": scenario.timezone, **scenario.school_day},
     }
     return settings_from_mapping(data, source=f"scenario {scenario.name}")
@@ -94,22 +104,7 @@ def import_registers(
                 consent_id = f"consent-{spec.key}"
                 save_consent(
                     session,
-                    consent=Consent(
-                        id=consent_id,
-                        pupil_id=scenario.person_id(spec.pupil),
-                        scope=spec.consent.scope,
-                        granted_by=spec.consent.granted_by,
-                        relationship=spec.consent.relationship,
-                        granted_at=scenario.when(spec.consent.granted_at, now),
-                        method=spec.consent.method,
-                        evidence_ref=spec.consent.evidence_ref,
-                        expires_at=scenario.when(spec.consent.expires_at, now)
-                        if spec.consent.expires_at
-                        else None,
-                        withdrawn_at=scenario.when(spec.consent.withdrawn_at, now)
-                        if spec.consent.withdrawn_at
-                        else None,
-                    ),
+                    consent=_consent(scenario, spec.consent, consent_id, spec.pupil, now),
                     recorded_by=scenario.person_id(spec.teacher),
                     now=now,
                 )
@@ -131,7 +126,62 @@ def import_registers(
                 recorded_by=scenario.person_id(spec.teacher),
                 now=now,
             )
+        for standalone in scenario.consents:
+            save_consent(
+                session,
+                consent=_consent(
+                    scenario, standalone, f"consent-{standalone.key}", standalone.pupil, now
+                ),
+                recorded_by=None,
+                now=now,
+            )
+        for waiver in scenario.exemptions:
+            save_exemption(session, _exemption(scenario, waiver, server, now))
     return len(scenario.registrations)
+
+
+def _consent(
+    scenario: Scenario, spec: ConsentSpec, consent_id: str, pupil: str, now: datetime
+) -> Consent:
+    return Consent(
+        id=consent_id,
+        pupil_id=scenario.person_id(pupil),
+        scope=spec.scope,
+        granted_by=spec.granted_by,
+        relationship=spec.relationship,
+        contact_email=spec.contact_email,
+        granted_at=scenario.when(spec.granted_at, now),
+        method=spec.method,
+        evidence_ref=spec.evidence_ref,
+        expires_at=scenario.when(spec.expires_at, now) if spec.expires_at else None,
+        withdrawn_at=scenario.when(spec.withdrawn_at, now) if spec.withdrawn_at else None,
+    )
+
+
+def _exemption(
+    scenario: Scenario, spec: ExemptionSpec, server: FakeTenantServer, now: datetime
+) -> Exemption:
+    session_id = series_id = None
+    if spec.session is not None:
+        url = server.join_url(spec.session)
+        session_id = session_id_for_join_url(url) if url else spec.session
+        series_id = getattr(server, "series_id", lambda _key: None)(spec.session) or session_id
+    granted_at = scenario.when(spec.granted_at, now)
+    return Exemption(
+        id=f"exemption-{spec.key}",
+        rule_id=spec.rule,
+        scope=ExemptionScope(spec.scope),
+        pupil_id=scenario.person_id(spec.pupil) if spec.pupil else None,
+        staff_id=scenario.person_id(spec.staff) if spec.staff else None,
+        series_id=series_id if spec.scope == "series" else None,
+        session_id=session_id if spec.scope == "session" else None,
+        reason=spec.reason,
+        granted_by=spec.granted_by,
+        granted_at=granted_at,
+        expires_at=scenario.when(spec.expires_at, now)
+        if spec.expires_at
+        else granted_at + timedelta(days=365),
+    )
 
 
 @dataclass
@@ -148,14 +198,24 @@ def key_maps(scenario: Scenario, server: FakeTenantServer) -> tuple[dict[str, st
     sessions: dict[str, str] = {}
     for meeting in scenario.meetings:
         url = server.join_url(meeting.key)
-        if url:
+        if url and TEAMS_JOIN.match(url):
             sessions[session_id_for_join_url(url)] = meeting.key
+        else:
+            # A meeting not on Teams is known by its calendar event's iCalUId.
+            sessions[session_id_for_event(server.ical_uid(meeting.key))] = meeting.key
     for call in scenario.calls:
         record_id = server.call_record_id(call.key)
         if record_id:
             sessions[f"call_{record_id}"] = call.key
+    for chat in scenario.chats:
+        chat_id = server.chat_id(chat.key)
+        if chat_id:
+            sessions[session_id_for_chat(chat_id)] = chat.key
     subjects = {scenario.person_id(person.key): person.key for person in scenario.people}
-    subjects.update(server.external_identity_ids())
+    for identity_id, key in server.external_identity_ids().items():
+        # The collector prefixes ids that are not Entra object ids with the kind of joiner.
+        for prefix in ("", "anon:", "phone:", "app:"):
+            subjects[prefix + identity_id] = key
     return sessions, subjects
 
 
@@ -167,6 +227,8 @@ def _finding_dict(
         "clause": f"{row.clause_id}v{row.clause_version}",
         "profile": row.profile_id,
         "status": row.status,
+        "exempted": row.exemption is not None,
+        "exemption": row.exemption,
         "severity": row.severity,
         "phase": row.phase,
         "session": sessions.get(row.session_id, row.session_id),
@@ -257,9 +319,10 @@ def print_check(
 
 
 def _line(finding: dict[str, Any]) -> str:
+    exempted = " (exempted)" if finding.get("exempted") or finding.get("exemption") else ""
     return (
         f"[{finding['status'].upper():5}] {finding['severity']:<6} {finding['clause']:<24} "
-        f"{finding['rule']}: {finding['message']}"
+        f"{finding['rule']}: {finding['message']}{exempted}"
     )
 
 

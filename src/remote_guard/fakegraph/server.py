@@ -93,11 +93,35 @@ class FakeTenantServer:
         """
         return self.state.meetings[meeting_key].join_url
 
+    def ical_uid(self, meeting_key: str) -> str:
+        """The ``iCalUId`` of the scenario meeting's calendar events (the same in every mailbox).
+
+        Raises:
+            KeyError: no meeting has that key.
+        """
+        return self.state.meetings[meeting_key].ical_uid
+
     def call_record_id(self, call_key: str) -> str | None:
         """The call record id of the scenario's direct (peer-to-peer) call, None if no such call."""
         if call_key not in {call.key for call in self.scenario.calls}:
             return None
         return self.state.peer_call_id(call_key)
+
+    def chat_id(self, chat_key: str) -> str | None:
+        """The Graph chat id of the scenario's direct chat (``chats:``), None if no such chat."""
+        return self.state.chat_id(chat_key)
+
+    def series_id(self, meeting_key: str) -> str | None:
+        """The series id remote_guard reports for the meeting: the ``seriesMasterId`` of the
+        organiser's calendar copy. None if the meeting is not part of a series. (For a meeting
+        organised in another tenant there is no such copy; the collector then uses the copy in
+        the first staff calendar it reads.)
+
+        Raises:
+            KeyError: no meeting has that key.
+        """
+        meeting = self.state.meetings[meeting_key]
+        return self.state.series_master_id(meeting, meeting.organizer.id)
 
     def external_identity_ids(self) -> dict[str, str]:
         """Graph id -> scenario key for every external joiner (anonymous, federated, phone)."""

@@ -30,7 +30,7 @@ from remote_guard.fakegraph.scenario import (
 )
 
 Clock = Callable[[], datetime]
-IdentityKind = Literal["member", "guest", "anonymous", "external", "phone"]
+IdentityKind = Literal["member", "guest", "anonymous", "external", "phone", "bot"]
 
 # The zone names Outlook accepts in dateTimeTimeZone and Prefer: outlook.timezone, mapped to IANA.
 WINDOWS_ZONES = {
@@ -175,6 +175,7 @@ class Meeting:
     start: datetime
     end: datetime
     created: datetime
+    series_key: str | None
     is_online: bool
     provider: str
     location: str | None
@@ -230,6 +231,7 @@ class Chat:
     owner_ids: tuple[str, ...]
     messages: tuple[ChatMessage, ...]
     meeting_key: str | None
+    key: str | None = None  # the scenario key of a direct chat (chats:)
 
 
 @dataclass
@@ -259,6 +261,7 @@ class StoredEvent:
     meeting_key: str | None
     transaction_id: str | None = None
     revision: int = 0
+    series_master_id: str | None = None  # set on an occurrence of a recurring meeting
 
     @property
     def change_key(self) -> str:
@@ -523,7 +526,15 @@ class TenantState:
                 owner_ids=(),
                 messages=messages,
                 meeting_key=None,
+                key=chat_spec.key,
             )
+
+    def series_master_id(self, meeting: Meeting, mailbox_id: str) -> str | None:
+        """The id of the series master event in one mailbox (each mailbox has its own copy, so
+        its own id), or None for a meeting that is not part of a series."""
+        if meeting.series_key is None:
+            return None
+        return _ids.outlook_id(self.tenant_id, mailbox_id, "series", meeting.series_key)
 
     def peer_call_id(self, call_key: str) -> str:
         """The call (and call record) id of the scenario's direct call with ``call_key``."""
@@ -539,6 +550,16 @@ class TenantState:
                 kind="anonymous",
                 tenant_id=None,
                 email=spec.email,
+            )
+        if spec.kind == "bot":
+            # An application identity (e.g. a recording bot): no user, no tenant account.
+            return Identity(
+                key=key,
+                id=_ids.guid(self.tenant_id, "bot", key),
+                display_name=spec.name,
+                kind="bot",
+                tenant_id=None,
+                email=None,
             )
         if spec.kind == "phone":
             number = spec.phone or "+4477009" + _ids.digits(self.tenant_id, key, count=5)
@@ -630,6 +651,7 @@ class TenantState:
             start=start,
             end=end,
             created=created,
+            series_key=spec.series,
             is_online=spec.is_online,
             provider=spec.provider if spec.is_online else "unknown",
             location=spec.location,
@@ -847,6 +869,9 @@ class TenantState:
             elif spec.sender.startswith("bot:"):
                 bot_name = spec.sender.removeprefix("bot:")
                 text = f"<p>{text}</p>"
+            elif self.identities[spec.sender].kind == "bot":
+                bot_name = self.identities[spec.sender].display_name
+                text = f"<p>{text}</p>"
             else:
                 sender = self.identities[spec.sender]
                 text = f"<p>{text}</p>"
@@ -1040,6 +1065,7 @@ class TenantState:
                 created=meeting.created,
                 last_modified=meeting.created,
                 meeting_key=meeting.key,
+                series_master_id=self.series_master_id(meeting, mailbox),
             )
             self.calendars.setdefault(mailbox, {})[event.id] = event
 
@@ -1086,6 +1112,13 @@ class TenantState:
     def all_sessions(self) -> list[CallSession]:
         sessions = [s for m in self.meetings.values() for s in m.sessions]
         return sessions + self.peer_calls
+
+    def chat_id(self, chat_key: str) -> str | None:
+        """The Graph id of the scenario's direct chat with ``chat_key``, None if there is none."""
+        for chat in self.chats.values():
+            if chat.key == chat_key:
+                return chat.id
+        return None
 
     def find_team(self, team_id: str) -> Team | None:
         return self.teams.get(team_id)
@@ -1408,7 +1441,18 @@ class TenantState:
 
 
 def teamwork_identity_set(identity: Identity) -> dict[str, Any]:
-    """A chat identitySet whose ``user`` is a teamworkUserIdentity."""
+    """A chat identitySet whose ``user`` is a teamworkUserIdentity (for a bot: ``application``)."""
+    if identity.kind == "bot":
+        return {
+            "application": {
+                "@odata.type": "#microsoft.graph.teamworkApplicationIdentity",
+                "id": identity.id,
+                "displayName": identity.display_name,
+                "applicationIdentityType": "bot",
+            },
+            "device": None,
+            "user": None,
+        }
     return {
         "application": None,
         "device": None,
@@ -1429,6 +1473,8 @@ def user_identity_type(identity: Identity) -> str:
         "anonymous": "anonymousGuest",
         "external": "federatedUser",
         "phone": "phoneUser",
+        # userIdentityType has no member for applications.
+        "bot": "unknownFutureValue",
     }[identity.kind]
 
 

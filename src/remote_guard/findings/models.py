@@ -28,6 +28,8 @@ class FindingRow(Base):
     session_id: Mapped[str] = mapped_column(String(64))
     subject_key: Mapped[str] = mapped_column(String(128), default="")
     status: Mapped[str] = mapped_column(String(16))
+    # The exemption that covers this finding, if any: the finding stays, marked as exempted.
+    exemption: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     severity: Mapped[str] = mapped_column(String(16))
     phase: Mapped[str] = mapped_column(String(16))
     observed: Mapped[str] = mapped_column(Text)

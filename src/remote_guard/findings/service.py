@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from remote_guard.exemptions.exemption import ExemptionRef
 from remote_guard.findings.models import FindingEventRow, FindingRow
 from remote_guard.rules.base import Finding, Status
 
@@ -30,7 +31,7 @@ def record_findings(
     now: datetime,
     poll_run_id: str | None,
 ) -> RecordResult:
-    """Upsert the findings of one evaluation of one session.
+    """Upsert the findings of one evaluation of one session (one stage of rules).
 
     The same rule, clause and object always map to the same row, so re-polling never duplicates.
     A change of status is recorded as an event. A finding an evaluation no longer produces is
@@ -70,8 +71,19 @@ def record_findings(
             continue
         row.last_seen_at = now
         row.poll_run_id = poll_run_id
+        exemption = finding.exemption.model_dump(mode="json") if finding.exemption else None
         if row.status != finding.status.value:
             events.append(event(key, row.status, finding.status.value, finding.observed))
+            result.changed.append((row.status, finding))
+            row.last_changed_at = now
+        elif (row.exemption or {}).get("id") != (exemption or {}).get("id"):
+            reason = (
+                f"exempted by {finding.exemption.granted_by} until "
+                f"{finding.exemption.expires_at:%Y-%m-%d}: {finding.exemption.reason}"
+                if finding.exemption
+                else "exemption no longer applies (expired or revoked)"
+            )
+            events.append(event(key, row.status, finding.status.value, reason))
             result.changed.append((row.status, finding))
             row.last_changed_at = now
         else:
@@ -128,6 +140,7 @@ def _copy(finding: Finding, row: FindingRow) -> None:
     row.next_step = finding.next_step
     row.evidence = finding.evidence
     row.sources = list(finding.sources)
+    row.exemption = finding.exemption.model_dump(mode="json") if finding.exemption else None
 
 
 def finding_from_row(row: FindingRow) -> Finding:
@@ -146,6 +159,7 @@ def finding_from_row(row: FindingRow) -> Finding:
         next_step=row.next_step,
         evidence=row.evidence,
         sources=row.sources,
+        exemption=ExemptionRef.model_validate(row.exemption) if row.exemption else None,
     )
 
 

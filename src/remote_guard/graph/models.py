@@ -68,6 +68,7 @@ __all__ = [
     "GraphError",
     "GraphErrorBody",
     "GraphInnerError",
+    "Group",
     "Identity",
     "IdentitySet",
     "ItemBody",
@@ -993,6 +994,18 @@ class DirectoryObject(ODataTyped):
     user_principal_name: Text | None = None
     user_type: Text | None = None
     mail: Text | None = None
+
+
+class Group(GraphModel):
+    """A group from ``GET /groups`` (default properties, or those named in ``$select``)."""
+
+    id: GraphId
+    display_name: Text | None = None
+    mail: Text | None = None
+    mail_nickname: Text | None = None
+    mail_enabled: bool | None = None
+    security_enabled: bool | None = None
+    group_types: NullableList[Text] = Field(default_factory=list)
 
 
 class Team(GraphModel):

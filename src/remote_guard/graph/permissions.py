@@ -28,7 +28,15 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
         "/groups/{id}/transitiveMembers",
         "GroupMember.Read.All",
         False,
-        "Who is staff, pupil, SLT, DSL: members of the configured groups",
+        "Who is staff, pupil, SLT, DSL (the configured groups); the members of a group that was "
+        "invited, and of a channel meeting's team",
+    ),
+    GraphCall(
+        "GET",
+        "/groups",
+        "GroupMember.Read.All",
+        False,
+        "Find the group behind an invitation sent to a group address ($filter=mail eq ...)",
     ),
     GraphCall(
         "GET",
@@ -105,7 +113,24 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
         "/chats/{id}/messages",
         "Chat.Read.All",
         False,
-        "Who posted in a meeting chat, and when (protected API: request access)",
+        "Who posted in a meeting chat or a staff-pupil chat, and when (protected API: request "
+        "access)",
+    ),
+    GraphCall(
+        "GET",
+        "/users/{id}/chats",
+        "Chat.ReadBasic.All",
+        False,
+        "Staff members' 1:1 and group chats with their members ($expand=members)",
+    ),
+    GraphCall(
+        "GET",
+        "/chats/{id}/members",
+        # ChatMember.Read.All is the narrowest on its own; Chat.ReadBasic.All, already needed to
+        # list chats, also grants this call, so the install needs one permission fewer.
+        "Chat.ReadBasic.All",
+        False,
+        "All members of a chat whose expanded member list hit Graph's 25-member cap",
     ),
     GraphCall(
         "GET",

@@ -83,9 +83,32 @@ class BoundRule(BaseModel):
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
+    profile_id: str
     clause: Clause
     rule_id: str
     params: BaseModel
+
+
+class Policy(BaseModel):
+    """What a tenant is checked against: the school's profile, then any added packs."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    profiles: tuple[Profile, ...]
+    bound_rules: tuple[BoundRule, ...]
+    sources: tuple[str, ...] = ()  # the file each profile came from
+
+    @property
+    def profile(self) -> Profile:
+        """The school's own profile (packs come after it)."""
+        return self.profiles[0]
+
+    def rule_ids(self, *, stage: int | None = None, registry: Mapping[str, Rule]) -> set[str]:
+        return {
+            bound.rule_id
+            for bound in self.bound_rules
+            if stage is None or getattr(registry[bound.rule_id], "stage", 1) == stage
+        }
 
 
 def bind_rules(
@@ -116,7 +139,9 @@ def bind_rules(
                         f"clause {clause.id}: rule {binding.rule} parameter {where}: {item['msg']}"
                     )
                 continue
-            bound.append(BoundRule(clause=clause, rule_id=binding.rule, params=params))
+            bound.append(
+                BoundRule(profile_id=profile.id, clause=clause, rule_id=binding.rule, params=params)
+            )
     if problems:
         raise ProfileError(f"{source}: the profile is refused.\n  - " + "\n  - ".join(problems))
     return tuple(bound)
@@ -179,3 +204,26 @@ def load_profile(path: Path) -> Profile:
                     )
             lines.append(f"  - {where}: {item['msg'].removeprefix('Value error, ')}")
         raise ProfileError("\n".join(lines)) from exc
+
+
+def load_policy(
+    profile: str, packs: Sequence[str], dirs: Sequence[Path], registry: Mapping[str, Rule]
+) -> Policy:
+    """Find, read, validate and bind the school's profile and each pack.
+
+    Raises:
+        ProfileError: a profile or pack is missing or invalid, cites an unknown rule or a bad
+            parameter, or two of them share an id.
+    """
+    profiles: list[Profile] = []
+    bound: list[BoundRule] = []
+    sources: list[str] = []
+    for name in (profile, *packs):
+        path = find_profile(name, dirs)
+        loaded = load_profile(path)
+        if any(existing.id == loaded.id for existing in profiles):
+            raise ProfileError(f"{path}: profile id {loaded.id!r} is already in use")
+        profiles.append(loaded)
+        bound.extend(bind_rules(loaded, registry, source=str(path)))
+        sources.append(str(path))
+    return Policy(profiles=tuple(profiles), bound_rules=tuple(bound), sources=tuple(sources))

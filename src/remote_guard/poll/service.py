@@ -25,12 +25,22 @@ from remote_guard.collect.snapshot import SessionSnapshot
 from remote_guard.consent.registers import Registers
 from remote_guard.consent.service import load_registers
 from remote_guard.directory.service import load_directory
+from remote_guard.findings.models import FindingRow
 from remote_guard.findings.service import RecordResult, record_findings
 from remote_guard.graph.client import GraphClient
 from remote_guard.graph.errors import GraphError
-from remote_guard.policy.profile import BoundRule, Profile
+from remote_guard.policy.profile import Policy
 from remote_guard.poll.models import PollRunRow
-from remote_guard.rules.base import OPEN_STATUSES, Finding, Rule, RuleContext, SchoolDay
+from remote_guard.rules.base import (
+    HISTORY_DAYS,
+    OPEN_STATUSES,
+    Finding,
+    PriorBreach,
+    Rule,
+    RuleContext,
+    SchoolDay,
+    Status,
+)
 from remote_guard.rules.engine import evaluate_snapshot
 from remote_guard.settings import Settings
 from remote_guard.store.db import transaction
@@ -47,8 +57,7 @@ class Poller:
     settings: Settings
     graph: GraphClient
     db: sessionmaker[Session]
-    profile: Profile
-    bound_rules: tuple[BoundRule, ...]
+    policy: Policy
     registry: Mapping[str, Rule]
     clock: Clock
     on_finding: FindingListener | None = None  # told of each new or changed open finding
@@ -64,13 +73,19 @@ class Poller:
             terms=tuple((term.start, term.end) for term in day.terms),
         )
 
-    def context(self, registers: Registers, now: datetime) -> RuleContext:
+    def context(
+        self, registers: Registers, now: datetime, history: tuple[PriorBreach, ...] = ()
+    ) -> RuleContext:
         return RuleContext(
             now=now,
             tenant_id=self.settings.tenant.tenant_id,
             registers=registers,
             school_day=self.school_day,
+            history=history,
         )
+
+    def rule_ids(self, stage: int) -> set[str]:
+        return self.policy.rule_ids(stage=stage, registry=self.registry)
 
 
 @dataclass
@@ -148,10 +163,12 @@ def run_poll(poller: Poller) -> PollResult:
             clock=poller.clock,
         )
         seen: set[str] = set()
+        evaluated: dict[str, SessionSnapshot] = {}
         for collected in collector.collect(
             window_start=window_start, window_end=window_end, skip=final_ids
         ):
             seen.add(collected.snapshot.session_id)
+            evaluated[collected.snapshot.session_id] = collected.snapshot
             _store_and_evaluate(
                 poller,
                 collected.snapshot,
@@ -163,6 +180,7 @@ def run_poll(poller: Poller) -> PollResult:
         # Sessions already read in full are re-evaluated from their stored snapshot, so a consent
         # registered later, or a changed profile, updates their findings without Graph calls.
         for snapshot in _stored_final_snapshots(poller, final_ids - seen):
+            evaluated[snapshot.session_id] = snapshot
             _store_and_evaluate(
                 poller,
                 snapshot,
@@ -172,6 +190,20 @@ def run_poll(poller: Poller) -> PollResult:
                 counts=counts,
                 reevaluate_only=True,
             )
+        # Patterns across sessions (repeated breaches) once every session's own findings are in,
+        # oldest session first so each pattern is raised where it first appears.
+        if poller.rule_ids(stage=2):
+            for snapshot in sorted(evaluated.values(), key=_session_start):
+                _store_and_evaluate(
+                    poller,
+                    snapshot,
+                    final=True,
+                    registers=registers,
+                    run_id=run_id,
+                    counts=counts,
+                    reevaluate_only=True,
+                    stage=2,
+                )
         errors.extend(collector.errors)
         if collector.errors:
             status = "partial"
@@ -226,14 +258,18 @@ def _store_and_evaluate(
     run_id: str,
     counts: Counter[str],
     reevaluate_only: bool = False,
+    stage: int = 1,
 ) -> RecordResult:
     now = poller.clock()
+    history: tuple[PriorBreach, ...] = ()
+    if stage == 2:
+        history = _history(poller, snapshot)
     findings = evaluate_snapshot(
         snapshot,
-        profile=poller.profile,
-        bound_rules=poller.bound_rules,
+        bound_rules=poller.policy.bound_rules,
         registry=poller.registry,
-        context=poller.context(registers, now),
+        context=poller.context(registers, now, history),
+        stage=stage,
     )
     with transaction(poller.db) as session:
         if not reevaluate_only:
@@ -242,11 +278,12 @@ def _store_and_evaluate(
             session,
             session_id=snapshot.session_id,
             findings=findings,
-            evaluated_rules={bound.rule_id for bound in poller.bound_rules},
+            evaluated_rules=poller.rule_ids(stage),
             now=now,
             poll_run_id=run_id,
         )
-    counts["sessions"] += 1
+    if stage == 1:
+        counts["sessions"] += 1
     counts["findings_created"] += len(result.created)
     counts["findings_changed"] += len(result.changed)
     if poller.on_finding is not None:
@@ -255,11 +292,62 @@ def _store_and_evaluate(
         ]
         changes += [(f, previous) for previous, f in result.changed]
         for finding, previous in changes:
+            if finding.exempted:
+                continue
             try:
                 poller.on_finding(finding, previous)
             except Exception:
                 log.exception("poll.listener_failed", finding=finding.key)
     return result
+
+
+def _session_start(snapshot: SessionSnapshot) -> tuple[datetime, str]:
+    start = snapshot.scheduled_start or snapshot.actual_start or snapshot.collected_at
+    return (start, snapshot.session_id)
+
+
+def _history(poller: Poller, snapshot: SessionSnapshot) -> tuple[PriorBreach, ...]:
+    """Unexempted breaches of stage-1 rules about this session's people (as subject or as the
+    organiser) in sessions that started in the ``HISTORY_DAYS`` before this one."""
+    start, _ = _session_start(snapshot)
+    people = sorted(
+        set(snapshot.people) | ({snapshot.organizer_id} if snapshot.organizer_id else set())
+    )
+    if not people:
+        return ()
+    stage_one = sorted(poller.rule_ids(stage=1))
+    with poller.db() as session:
+        rows = session.execute(
+            select(
+                FindingRow.rule_id,
+                FindingRow.session_id,
+                FindingRow.subject_key,
+                FindingRow.status,
+                SessionRow.scheduled_start,
+                SessionRow.organizer_id,
+            )
+            .join(SessionRow, SessionRow.id == FindingRow.session_id)
+            .where(
+                FindingRow.status.in_([Status.FAIL.value, Status.WARN.value]),
+                FindingRow.exemption.is_(None),
+                FindingRow.rule_id.in_(stage_one),
+                SessionRow.scheduled_start >= start - timedelta(days=HISTORY_DAYS),
+                SessionRow.scheduled_start <= start,
+                (FindingRow.subject_key.in_(people)) | (SessionRow.organizer_id.in_(people)),
+            )
+        ).all()
+    return tuple(
+        PriorBreach(
+            rule_id=rule_id,
+            session_id=session_id,
+            at=at,
+            subject_key=subject_key,
+            organizer_id=organizer_id,
+            status=Status(status),
+        )
+        for rule_id, session_id, subject_key, status, at, organizer_id in rows
+        if at is not None
+    )
 
 
 def _store_snapshot(

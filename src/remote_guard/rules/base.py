@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remote_guard.collect.snapshot import Missing, SessionSnapshot
 from remote_guard.consent.registers import Registers
+from remote_guard.exemptions.exemption import ExemptionRef
 
 
 class Status(StrEnum):
@@ -27,6 +28,9 @@ class Status(StrEnum):
 
 
 OPEN_STATUSES = frozenset({Status.FAIL, Status.WARN, Status.ERROR})
+
+# How far back second-stage rules can look for earlier breaches.
+HISTORY_DAYS = 120
 
 
 class Severity(StrEnum):
@@ -77,6 +81,11 @@ class Finding(BaseModel):
     next_step: str = ""
     evidence: dict[str, Any] = Field(default_factory=dict)
     sources: list[str] = Field(default_factory=list)
+    exemption: ExemptionRef | None = None  # set when an active exemption covers this finding
+
+    @property
+    def exempted(self) -> bool:
+        return self.exemption is not None
 
     @property
     def key(self) -> str:
@@ -110,6 +119,18 @@ class SchoolDay:
 
 
 @dataclass(frozen=True)
+class PriorBreach:
+    """A breach already found in another session, for rules about patterns over time."""
+
+    rule_id: str
+    session_id: str
+    at: datetime  # when that session started
+    subject_key: str  # the person (or object) the finding was about
+    organizer_id: str | None  # who organised that session
+    status: Status
+
+
+@dataclass(frozen=True)
 class RuleContext:
     """What a rule may know besides the snapshot: the time, its parameters, the registers."""
 
@@ -118,6 +139,9 @@ class RuleContext:
     registers: Registers = field(default_factory=Registers)
     params: BaseModel = field(default_factory=NoParams)
     school_day: SchoolDay | None = None
+    # Unexempted breaches of the people in this session, this session's own included, from the
+    # sessions of the last HISTORY_DAYS days; only second-stage rules get it.
+    history: tuple[PriorBreach, ...] = ()
 
 
 class Rule(Protocol):
@@ -129,6 +153,8 @@ class Rule(Protocol):
     severity: ClassVar[Severity]
     requires: ClassVar[frozenset[Missing]]
     Params: ClassVar[type[BaseModel]]  # the parameters a profile may set, with their defaults
+    # 1: evaluates the snapshot; 2: evaluates patterns, after every stage-1 rule of the poll ran
+    stage: ClassVar[int]
 
     def evaluate(self, snapshot: SessionSnapshot, context: RuleContext) -> list[Outcome]:
         """Return the outcomes for ``snapshot``; pure, no I/O."""

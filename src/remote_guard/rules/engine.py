@@ -12,7 +12,8 @@ from dataclasses import replace
 import structlog
 
 from remote_guard.collect.snapshot import SessionSnapshot
-from remote_guard.policy.profile import BoundRule, Profile
+from remote_guard.exemptions.exemption import ExemptionRef
+from remote_guard.policy.profile import BoundRule
 from remote_guard.rules.base import (
     Finding,
     Outcome,
@@ -46,16 +47,22 @@ def _default_severity(rule: Rule, verdict: Verdict) -> Severity:
 def evaluate_snapshot(
     snapshot: SessionSnapshot,
     *,
-    profile: Profile,
     bound_rules: Sequence[BoundRule],
     registry: Mapping[str, Rule],
     context: RuleContext,
+    stage: int = 1,
 ) -> list[Finding]:
-    """Evaluate every rule the profile binds against ``snapshot``."""
+    """Evaluate every bound rule of ``stage`` against ``snapshot``.
+
+    Stage 1 rules look at the snapshot; stage 2 rules look at patterns across sessions and get
+    ``context.history`` (and ``context.current``, this session's stage 1 breaches).
+    """
     findings: list[Finding] = []
     phase = snapshot.phase(context.now).value
     for bound in bound_rules:
         rule = registry[bound.rule_id]
+        if getattr(rule, "stage", 1) != stage:
+            continue
         missing = sorted(key for key in rule.requires if key in snapshot.missing)
         if missing:
             reasons = "; ".join(f"{key}: {snapshot.missing[key]}" for key in missing)
@@ -89,13 +96,14 @@ def evaluate_snapshot(
                     )
                 ]
         for outcome in outcomes:
+            status = _status(outcome.verdict, bound.clause.level)
             findings.append(
                 Finding(
                     rule_id=rule.id,
                     clause_id=bound.clause.id,
                     clause_version=bound.clause.version,
-                    profile_id=profile.id,
-                    status=_status(outcome.verdict, bound.clause.level),
+                    profile_id=bound.profile_id,
+                    status=status,
                     severity=outcome.severity or _default_severity(rule, outcome.verdict),
                     session_id=snapshot.session_id,
                     subject_key=outcome.subject_key,
@@ -105,6 +113,27 @@ def evaluate_snapshot(
                     next_step=outcome.next_step,
                     evidence=outcome.evidence,
                     sources=list(outcome.sources),
+                    exemption=_exemption(snapshot, rule.id, outcome, status, context),
                 )
             )
     return findings
+
+
+def _exemption(
+    snapshot: SessionSnapshot, rule_id: str, outcome: Outcome, status: Status, context: RuleContext
+) -> ExemptionRef | None:
+    """The active exemption covering a breach, if any. Errors are never exempted: an exemption
+    waives a rule for an object, it does not excuse data that could not be read."""
+    if status not in (Status.FAIL, Status.WARN):
+        return None
+    for exemption in context.registers.exemptions:
+        if exemption.active(context.now) and exemption.applies(
+            rule_id=rule_id, subject_key=outcome.subject_key, snapshot=snapshot
+        ):
+            return ExemptionRef(
+                id=exemption.id,
+                reason=exemption.reason,
+                granted_by=exemption.granted_by,
+                expires_at=exemption.expires_at,
+            )
+    return None

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remote_guard.collect.snapshot import Missing, SessionPhase, SessionSnapshot
 from remote_guard.rules._consent import one_to_one_cover
+from remote_guard.rules._people import local_clock, local_time
 from remote_guard.rules._presence import alone_stretches, describe_duration, planned_pair
 from remote_guard.rules.base import Outcome, RuleContext, Severity, Verdict
 
@@ -36,6 +37,7 @@ class OneToOneWithoutConsent:
     )
     severity: ClassVar[Severity] = Severity.HIGH
     requires: ClassVar[frozenset[Missing]] = frozenset({Missing.DIRECTORY})
+    stage: ClassVar[int] = 1
     Params: ClassVar[type[BaseModel]] = Params
 
     def evaluate(self, snapshot: SessionSnapshot, context: RuleContext) -> list[Outcome]:
@@ -46,6 +48,9 @@ class OneToOneWithoutConsent:
         sessions_start = snapshot.scheduled_start or snapshot.actual_start
         outcomes: list[Outcome] = []
         seen_pupils: set[str] = set()
+        # Pupils whose one-to-one is covered: an OK under the pupil's own key, so a finding raised
+        # before the registration existed turns to pass rather than being retired.
+        covered: dict[str, str] = {}
 
         if snapshot.presence is not None:
             for stretch in alone_stretches(snapshot):
@@ -63,6 +68,7 @@ class OneToOneWithoutConsent:
                     consent_scope=params.consent_scope,
                 )
                 if cover.covered:
+                    covered.setdefault(stretch.pupil_id, cover.reason)
                     continue
                 seen_pupils.add(stretch.pupil_id)
                 staff = snapshot.person(stretch.staff_id)
@@ -76,7 +82,8 @@ class OneToOneWithoutConsent:
                             f"{staff.display_name or 'A member of staff'} was alone with pupil "
                             f"{pupil.display_name or stretch.pupil_id} for "
                             f"{describe_duration(stretch.seconds)} "
-                            f"({stretch.start:%H:%M}-{stretch.end:%H:%M} UTC): {cover.reason}."
+                            f"({local_time(stretch.start, context)}-"
+                            f"{local_clock(stretch.end, context)}): {cover.reason}."
                         ),
                         next_step=(
                             "DSL: review the session. Teacher: register one-to-one sessions with "
@@ -110,7 +117,9 @@ class OneToOneWithoutConsent:
                 require_consent=params.require_consent,
                 consent_scope=params.consent_scope,
             )
-            if not cover.covered:
+            if cover.covered:
+                covered.setdefault(pupil_id, cover.reason)
+            else:
                 seen_pupils.add(pupil_id)
                 staff = snapshot.person(staff_id)
                 pupil = snapshot.person(pupil_id)
@@ -124,7 +133,7 @@ class OneToOneWithoutConsent:
                         message=(
                             f"{staff.display_name or 'A member of staff'} has a one-to-one with "
                             f"pupil {pupil.display_name or pupil_id} planned for "
-                            f"{start:%d %b %H:%M} UTC: {cover.reason}."
+                            f"{local_time(start, context)}: {cover.reason}."
                         ),
                         next_step=(
                             "Teacher: register this one-to-one with the parent's consent and ask "
@@ -141,6 +150,23 @@ class OneToOneWithoutConsent:
                     )
                 )
 
+        for pupil_id, reason in sorted(covered.items()):
+            if pupil_id in seen_pupils:
+                continue
+            pupil = snapshot.person(pupil_id)
+            outcomes.append(
+                Outcome(
+                    verdict=Verdict.OK,
+                    subject_key=pupil_id,
+                    observed="one-to-one covered",
+                    message=(
+                        f"The one-to-one with pupil {pupil.display_name or pupil_id} is covered: "
+                        f"{reason}."
+                    ),
+                    evidence={"pupil_id": pupil_id, "cover": reason},
+                    sources=("registers",),
+                )
+            )
         if outcomes:
             return outcomes
         if snapshot.presence is None and phase is SessionPhase.ENDED:

@@ -28,6 +28,7 @@ class PupilMeetingChat:
     clauses: ClassVar[tuple[str, ...]] = ("BSF-A.pupil-remote.7",)
     severity: ClassVar[Severity] = Severity.LOW
     requires: ClassVar[frozenset[Missing]] = frozenset({Missing.CHAT, Missing.DIRECTORY})
+    stage: ClassVar[int] = 1
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def evaluate(self, snapshot: SessionSnapshot, context: RuleContext) -> list[Outcome]:
