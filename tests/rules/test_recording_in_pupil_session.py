@@ -146,7 +146,7 @@ def test_recording_while_alone_with_one_pupil(lesson: SessionSnapshot) -> None:
     assert outcome.verdict is Verdict.BREACH
     assert outcome.subject_key == "recording:recordings:r1"
     assert outcome.observed == "recorded while alone with one pupil"
-    assert "Ms Teacher was alone with pupil Amelia K. from 10:30 to 10:35" in outcome.message
+    assert "Ms Teacher was alone with pupil Amelia K. for 5 min from 10:30" in outcome.message
 
 
 def test_recording_of_a_whole_class_lesson_is_not_one_to_one(lesson: SessionSnapshot) -> None:
@@ -195,3 +195,15 @@ def test_api_and_chat_event_of_one_recording_count_once(lesson: SessionSnapshot)
     ]
     outcomes = RULE.evaluate(lesson, _context(allowed="never"))
     assert [o.subject_key for o in outcomes] == ["recording:recordings:r1"]
+
+
+def test_a_moment_alone_is_not_a_one_to_one(lesson: SessionSnapshot) -> None:
+    """Amelia leaving a minute after Noah is not a one-to-one situation to record in."""
+    lesson.presence = [
+        presence(TEACHER, (0, 31)),
+        presence(PUPIL, (0, 31)),
+        presence(PUPIL2, (0, 30)),
+    ]
+    lesson.recordings = [_recording(2)]
+    outcomes = RULE.evaluate(lesson, _context(allowed="always", forbid_one_to_one=True))
+    assert [o.verdict for o in outcomes] == [Verdict.OK]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from remote_guard.consent.registers import ApprovalStatus, Registers, Registration
 
@@ -28,8 +29,10 @@ def one_to_one_cover(
     require_approved_activity: bool,
     require_consent: bool,
     consent_scope: str,
+    zone: ZoneInfo | None = None,
 ) -> Cover:
-    """Find a registration that covers this one-to-one, or say why none does."""
+    """Find a registration that covers this one-to-one, or say why none does (times in the
+    reason are in ``zone``, the school's, Europe/London unless given)."""
     candidates = [
         registration
         for registration in registers.registrations
@@ -46,6 +49,7 @@ def one_to_one_cover(
             require_approved_activity=require_approved_activity,
             require_consent=require_consent,
             consent_scope=consent_scope,
+            zone=zone or ZoneInfo("Europe/London"),
         )
         if verdict.covered:
             return verdict
@@ -61,6 +65,7 @@ def _check(
     require_approved_activity: bool,
     require_consent: bool,
     consent_scope: str,
+    zone: ZoneInfo,
 ) -> Cover:
     if registration.status is ApprovalStatus.PENDING:
         return Cover(False, "the registration is still waiting for SLT approval", registration.id)
@@ -91,9 +96,12 @@ def _check(
             )
     latest = max(consents, key=lambda c: c.granted_at)
     if latest.withdrawn_at is not None and latest.withdrawn_at <= start:
-        why = f"parental consent was withdrawn on {latest.withdrawn_at:%d %b %Y %H:%M} UTC"
+        why = f"parental consent was withdrawn on {latest.withdrawn_at.astimezone(zone):%d %b %Y %H:%M}"
     elif latest.granted_at > start:
-        why = f"parental consent was given only after the session started ({latest.granted_at:%d %b %Y %H:%M} UTC)"
+        why = (
+            "parental consent was given only after the session started "
+            f"({latest.granted_at.astimezone(zone):%d %b %Y %H:%M})"
+        )
     elif latest.expires_at is not None and latest.expires_at <= start:
         why = f"parental consent expired on {latest.expires_at:%d %b %Y}"
     else:

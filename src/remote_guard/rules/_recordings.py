@@ -128,14 +128,22 @@ def recording_sources(recordings: list[Recording]) -> tuple[str, ...]:
 
 
 def not_recordable(snapshot: SessionSnapshot) -> Outcome | None:
-    """NOT_APPLICABLE for a chat outside any meeting or call, which has nothing to record."""
-    if snapshot.kind is not SessionKind.DIRECT_CHAT:
-        return None
-    return Outcome(
-        verdict=Verdict.NOT_APPLICABLE,
-        observed="a chat, not a call",
-        message="A chat outside a meeting or call has nothing to record.",
-    )
+    """NOT_APPLICABLE for a chat outside any meeting or call, which has nothing to record, and
+    for a meeting on another service, whose recordings Teams never holds (that the meeting is
+    on another service is itself a finding of non_teams_meeting)."""
+    if snapshot.kind is SessionKind.DIRECT_CHAT:
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="a chat, not a call",
+            message="A chat outside a meeting or call has nothing to record.",
+        )
+    if snapshot.kind is SessionKind.OTHER_PROVIDER:
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="not a Teams meeting",
+            message="The meeting is on another service, so Teams holds no recordings of it.",
+        )
+    return None
 
 
 def recordings_not_read(snapshot: SessionSnapshot, context: RuleContext, what: str) -> Outcome:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remote_guard.collect.snapshot import Missing, SessionPhase, SessionSnapshot
 from remote_guard.rules._consent import one_to_one_cover
-from remote_guard.rules._people import local_clock, local_time
+from remote_guard.rules._people import local_clock, local_time, school_zone
 from remote_guard.rules._presence import alone_stretches, describe_duration, planned_pair
 from remote_guard.rules.base import Outcome, RuleContext, Severity, Verdict
 
@@ -66,6 +66,7 @@ class OneToOneWithoutConsent:
                     require_approved_activity=params.require_approved_activity,
                     require_consent=params.require_consent,
                     consent_scope=params.consent_scope,
+                    zone=school_zone(context),
                 )
                 if cover.covered:
                     covered.setdefault(stretch.pupil_id, cover.reason)
@@ -116,6 +117,7 @@ class OneToOneWithoutConsent:
                 require_approved_activity=params.require_approved_activity,
                 require_consent=params.require_consent,
                 consent_scope=params.consent_scope,
+                zone=school_zone(context),
             )
             if cover.covered:
                 covered.setdefault(pupil_id, cover.reason)

@@ -14,12 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from remote_guard.collect.snapshot import Missing, PersonKind, SessionSnapshot
 from remote_guard.consent.registers import Registers
 from remote_guard.rules._people import local_clock, local_time
-from remote_guard.rules._presence import Stretch, alone_stretches, merged_intervals
+from remote_guard.rules._presence import (
+    Stretch,
+    alone_stretches,
+    describe_duration,
+    merged_intervals,
+)
 from remote_guard.rules._recordings import (
     Recording,
     describe_recordings,
@@ -40,6 +45,9 @@ class Params(BaseModel):
     consent_scope: str = "recording"
     include_transcripts: bool = False
     forbid_one_to_one: bool = False
+    # A moment alone (a pupil leaving a few seconds after the others) is not a one-to-one
+    # situation; the same threshold as one_to_one_without_consent.
+    one_to_one_threshold_seconds: int = Field(default=120, ge=0, le=3600)
 
 
 class RecordingInPupilSession:
@@ -87,7 +95,15 @@ class RecordingInPupilSession:
             return [_presence_unknown(snapshot, recording, context) for recording in recordings]
 
         outcomes: list[Outcome] = []
-        stretches = alone_stretches(snapshot) if params.forbid_one_to_one else []
+        stretches = (
+            [
+                s
+                for s in alone_stretches(snapshot)
+                if s.seconds > params.one_to_one_threshold_seconds
+            ]
+            if params.forbid_one_to_one
+            else []
+        )
         for recording in recordings:
             problems: list[str] = []
             if params.allowed == "never":
@@ -202,8 +218,8 @@ def _alone_phrase(snapshot: SessionSnapshot, alone: list[Stretch], context: Rule
         pupil = snapshot.person(stretch.pupil_id)
         parts.append(
             f"{staff.display_name or 'a member of staff'} was alone with pupil "
-            f"{pupil.display_name or stretch.pupil_id} from "
-            f"{local_clock(stretch.start, context)} to {local_clock(stretch.end, context)}"
+            f"{pupil.display_name or stretch.pupil_id} for {describe_duration(stretch.seconds)} "
+            f"from {local_clock(stretch.start, context)}"
         )
     return "it was running while " + " and while ".join(parts)
 
