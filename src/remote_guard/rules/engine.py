@@ -93,6 +93,8 @@ def evaluate_snapshot(
                         observed=f"rule failed: {type(exc).__name__}",
                         message=f"{rule.title} failed while checking this session.",
                         next_step="Report this to the remote_guard maintainers with the log.",
+                        evidence={"error": type(exc).__name__},
+                        sources=("rule",),
                     )
                 ]
         for outcome in outcomes:
