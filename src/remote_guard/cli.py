@@ -11,10 +11,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
 from remote_guard.policy.profile import ProfileError
-from remote_guard.settings import ConfigError, Settings, load_settings
+from remote_guard.settings import (
+    AuditSettings,
+    ConfigError,
+    RetentionSettings,
+    Settings,
+    format_validation_error,
+    load_settings,
+)
 
 DEFAULT_CONFIG = Path("config/remote_guard.toml")
 
@@ -45,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--state-dir", type=Path, default=Path("var/demo"))
     demo.add_argument("--interval", type=float, default=30.0, help="seconds between polls")
     demo.add_argument("--cycles", type=int, default=None, help="stop after this many polls")
+    demo.add_argument(
+        "--web-port", type=int, default=8000, help="the web app's port (default 8000; 0: any)"
+    )
+
+    commands.add_parser(
+        "serve", help="run the web app for the configured tenant ([web] host, port, public_url)"
+    )
 
     poll = commands.add_parser("poll", help="poll the configured tenant")
     poll.add_argument("--once", action="store_true", help="run one cycle and exit")
@@ -80,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, default=None, help="write here, not to stdout")
     _store_overrides(report)
 
+    _add_exemption_command(commands)
+    _add_privacy_commands(commands)
+    return parser
+
+
+def _add_exemption_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """The exemption commands: add, list, revoke."""
     exemption = commands.add_parser("exemption", help="grant, list or revoke exemptions")
     actions = exemption.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", help="exempt one object from one rule, with a reason")
@@ -100,7 +124,54 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("id")
     revoke.add_argument("--by", required=True, help="who revoked it")
     _store_overrides(revoke)
-    return parser
+
+
+def _add_privacy_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """The audit trail, subject access and retention commands."""
+    audit = commands.add_parser("audit", help="check or export the tamper-evident audit trail")
+    audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = audit_actions.add_parser(
+        "verify", help="recompute the hash chain and compare the file; name the first bad entry"
+    )
+    _audit_file_option(verify)
+    _store_overrides(verify)
+    export = audit_actions.add_parser(
+        "export", help="the entries of a period as JSON lines, with their hashes, for an inspector"
+    )
+    export.add_argument("--from", dest="period_from", type=_date, required=True, metavar="DATE")
+    export.add_argument("--to", dest="period_to", type=_date, required=True, metavar="DATE")
+    export.add_argument("--output", type=Path, default=None, help="write here, not to stdout")
+    _audit_file_option(export)
+    _store_overrides(export)
+
+    sar = commands.add_parser(
+        "sar", help="subject access: everything held about one person, as JSON and HTML"
+    )
+    sar.add_argument(
+        "--person", required=True, help="the pupil's or staff member's Entra object id"
+    )
+    sar.add_argument("--output", type=Path, default=Path("."), help="the folder to write into")
+    _audit_file_option(sar)
+    _store_overrides(sar)
+
+    purge = commands.add_parser(
+        "purge", help="remove what [retention] no longer allows keeping (audited; run daily)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what is due; remove nothing")
+    _audit_file_option(purge)
+    _store_overrides(purge)
+
+
+def _audit_file_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--audit-file",
+        type=Path,
+        default=None,
+        help="the audit trail's JSON-lines copy (default: [audit] file, or beside a SQLite "
+        "database); with --database the key comes from REMOTE_GUARD_AUDIT__HMAC_KEY(_FILE)",
+    )
 
 
 def _store_overrides(command: argparse.ArgumentParser) -> None:
@@ -140,7 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from remote_guard.fakegraph.harness import run_demo
 
-            return run_demo(state_dir=args.state_dir, interval=args.interval, cycles=args.cycles)
+            return run_demo(
+                state_dir=args.state_dir,
+                interval=args.interval,
+                cycles=args.cycles,
+                web_port=args.web_port,
+            )
+        if args.command == "serve":
+            return _serve(args.config)
         if args.command == "fake-tenant":
             from remote_guard.fakegraph.harness import serve_fake_tenant
 
@@ -183,8 +261,12 @@ def main(argv: list[str] | None = None) -> int:
             return _poll(_settings(args.config), once=args.once)
         if args.command == "report":
             return _report(args)
-        if args.command == "exemption":
-            return _exemption(args)
+        if args.command in _STORE_COMMANDS:
+            from remote_guard import audit
+
+            # Entries written by this command name the operating-system account that ran it.
+            with audit.acting_as(audit.Actor(id=_account(), role="operator")):
+                return _STORE_COMMANDS[args.command](args)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -222,6 +304,53 @@ def _poll(settings: Settings, *, once: bool) -> int:
     return 0
 
 
+def _serve(path: Path) -> int:
+    """Run the web app in the foreground until Ctrl-C.
+
+    Raises:
+        ConfigError: the settings are wrong, or ``[web]`` has no session secret.
+    """
+    settings = _settings(path)
+    if settings.web.session_secret is None:
+        raise ConfigError(
+            f"{path}: the configuration is not valid.\n"
+            "  - key web.session_secret_file: is required by `remote-guard serve`; the web app "
+            "signs its session cookie with it. Make one with  openssl rand -hex 32  into a file "
+            "only the remote_guard account can read.\n"
+            '    Example of a good value: session_secret_file = "/run/secrets/'
+            'remote_guard_session_secret"'
+        )
+    from remote_guard import audit
+    from remote_guard.graph.client import GraphClient
+    from remote_guard.store.db import make_engine, migrate, session_factory
+    from remote_guard.web.app import create_app
+    from remote_guard.web.server import bind, serve_forever
+
+    engine = make_engine(settings.database.url)
+    migrate(engine)
+    audit.configure(engine, settings.audit)
+    app = create_app(settings, session_factory(engine), GraphClient(settings.tenant))
+    sock = bind(settings.web.host, settings.web.port)
+    print(
+        f"remote_guard web app listening on {settings.web.host}:{settings.web.port}, "
+        f"for staff at {settings.web.base_url}\n"
+        f"Register this sign-in return address in Entra (App registrations > your app > "
+        f"Authentication > Web > Redirect URIs): {settings.web.redirect_uri}\nCtrl-C stops."
+    )
+    sys.stdout.flush()
+    serve_forever(app, sock)
+    return 0
+
+
+def _account() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        return "unknown-account"
+
+
 @dataclass(frozen=True)
 class _Store:
     database_url: str
@@ -229,33 +358,73 @@ class _Store:
     packs: tuple[str, ...]
     profile_dirs: tuple[Path, ...]
     timezone: str
+    audit: AuditSettings
+    retention: RetentionSettings
 
 
 def _store(args: argparse.Namespace) -> _Store:
     """Where the findings are, and which profile to read them with: the settings file, unless
-    --database is given (then the shipped profiles and Europe/London)."""
+    --database is given (then the shipped profiles, Europe/London, the default retention and
+    the audit key from the environment)."""
+    audit_file: Path | None = getattr(args, "audit_file", None)
     if args.database is None:
         settings = _settings(args.config)
+        audit = settings.audit
+        if audit_file is not None:
+            audit = audit.model_copy(update={"file": audit_file})
         return _Store(
             database_url=settings.database.url,
             profile=args.profile or settings.policy.profile,
             packs=tuple(args.pack) if args.pack is not None else settings.policy.packs,
             profile_dirs=settings.policy.profile_dirs,
             timezone=settings.school_day.timezone,
+            audit=audit,
+            retention=settings.retention,
         )
+    from remote_guard.logs import configure_logging
+    from remote_guard.settings import LoggingSettings
+
+    # Without a settings file, warnings still go to standard error, never into the output.
+    configure_logging(LoggingSettings(level="warning"))
     return _Store(
         database_url=args.database,
         profile=args.profile or "bramham-shadwell",
         packs=tuple(args.pack or ()),
         profile_dirs=(Path("config/policies"),),
         timezone="Europe/London",
+        audit=_audit_from_environment(audit_file),
+        retention=RetentionSettings(),
     )
 
 
-def _open_store(store: _Store) -> sessionmaker[Session]:
+def _audit_from_environment(audit_file: Path | None) -> AuditSettings:
+    """[audit] settings from REMOTE_GUARD_AUDIT__* variables, for --database without a file.
+
+    Raises:
+        ConfigError: the key is too short or its file cannot be read.
+    """
+    import os
+
+    from pydantic import ValidationError
+
+    data: dict[str, object] = {"file": audit_file}
+    for key in ("hmac_key", "hmac_key_file", "file"):
+        value = os.environ.get(f"REMOTE_GUARD_AUDIT__{key.upper()}")
+        if value and data.get(key) is None:
+            data[key] = value
+    try:
+        return AuditSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error("REMOTE_GUARD_AUDIT__* environment variables", exc)
+        ) from None
+
+
+def _open_engine(store: _Store) -> Engine:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from remote_guard.store.db import make_engine, migrate, session_factory
+    from remote_guard import audit
+    from remote_guard.store.db import make_engine, migrate
 
     try:
         engine = make_engine(store.database_url)
@@ -265,7 +434,14 @@ def _open_store(store: _Store) -> sessionmaker[Session]:
             f"cannot open the database {store.database_url.split('@')[-1]}: "
             f"{type(exc).__name__}. Check --database or [database] url."
         ) from exc
-    return session_factory(engine)
+    audit.configure(engine, store.audit)
+    return engine
+
+
+def _open_store(store: _Store) -> sessionmaker[Session]:
+    from remote_guard.store.db import session_factory
+
+    return session_factory(_open_engine(store))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -297,7 +473,30 @@ def _report(args: argparse.Namespace) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
         print(f"report written to {args.output}", file=sys.stderr)
+    _audit_export(
+        db,
+        "report.exported",
+        object_type="report",
+        object_id=f"{args.period_from}/{args.period_to}",
+        detail={"format": args.format, "output": str(args.output or "stdout")},
+    )
     return 0
+
+
+def _audit_export(
+    db: sessionmaker[Session],
+    action: str,
+    *,
+    object_type: str,
+    object_id: str,
+    detail: dict[str, object],
+) -> None:
+    """Record an export or a view in the audit trail, in its own transaction."""
+    from remote_guard import audit
+    from remote_guard.store.db import transaction
+
+    with transaction(db) as session:
+        audit.record(session, action, object_type=object_type, object_id=object_id, detail=detail)
 
 
 def _exemption(args: argparse.Namespace) -> int:
@@ -360,6 +559,13 @@ def _exemption(args: argparse.Namespace) -> int:
     with db() as session:
         exemptions = load_exemptions(session)
     shown = [e for e in exemptions if args.all or e.active(now)]
+    _audit_export(
+        db,
+        "exemption.listed",
+        object_type="exemption",
+        object_id="*",
+        detail={"all": args.all, "shown": [e.id for e in shown]},
+    )
     for item in shown:
         scope = ", ".join(
             f"{name}={value}"
@@ -379,3 +585,131 @@ def _exemption(args: argparse.Namespace) -> int:
     if not shown:
         print("no exemptions" if args.all else "no active exemptions (--all shows the rest)")
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    store = _store(args)
+    engine = _open_engine(store)
+    if args.action == "verify":
+        return _audit_verify(engine)
+    return _audit_export_entries(args, store, engine)
+
+
+def _audit_verify(engine: Engine) -> int:
+    from remote_guard import audit
+    from remote_guard.audit.verify import verify
+
+    report = verify(engine)
+    first = report.first
+    if first is None:
+        print(
+            f"audit trail verified: {report.entries} entries, head #{report.head_seq} "
+            f"{report.head_hash}; {report.keyed} signed with the key, {report.purged} with "
+            "content removed by retention"
+        )
+        print(
+            f"file {report.file}: {report.file_lines} lines match the database"
+            if report.file is not None
+            else "no JSON-lines file is configured ([audit] file)"
+        )
+        audit.log_head(engine, event_name="audit.verified")
+        return 0
+    print(f"audit trail FAILED: the first bad entry is {first}")
+    others = [p for p in report.problems if p is not first]
+    if others:
+        print("also:")
+        for problem in others:
+            print(f"  - {problem}")
+    if report.more_problems:
+        print("  (and more; fix or explain these first)")
+    return 1
+
+
+def _audit_export_entries(args: argparse.Namespace, store: _Store, engine: Engine) -> int:
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from remote_guard.audit.export import export_entries
+    from remote_guard.store.db import session_factory
+
+    if args.period_to < args.period_from:
+        raise UsageError(f"--to {args.period_to} is before --from {args.period_from}")
+    zone = ZoneInfo(store.timezone)
+    start = datetime.combine(args.period_from, time(0), tzinfo=zone)
+    end = datetime.combine(args.period_to + timedelta(days=1), time(0), tzinfo=zone)
+    if args.output is None:
+        excerpt = export_entries(engine, start=start, end=end, out=sys.stdout)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with args.output.open("w", encoding="utf-8", newline="\n") as out:
+            excerpt = export_entries(engine, start=start, end=end, out=out)
+        print(f"{excerpt.entries} audit entries written to {args.output}", file=sys.stderr)
+    _audit_export(
+        session_factory(engine),
+        "audit.exported",
+        object_type="audit_entries",
+        object_id=f"{excerpt.first_seq or 0}-{excerpt.last_seq or 0}",
+        detail={
+            "from": str(args.period_from),
+            "to": str(args.period_to),
+            "entries": excerpt.entries,
+            "output": str(args.output or "stdout"),
+        },
+    )
+    return 0
+
+
+def _sar(args: argparse.Namespace) -> int:
+    import uuid
+
+    from remote_guard.clock import utc_now
+    from remote_guard.privacy.subject_access import SubjectAccessError, write_export
+
+    store = _store(args)
+    db = _open_store(store)
+    with db() as session:
+        try:
+            written = write_export(session, args.person, args.output, now=utc_now())
+        except SubjectAccessError as exc:
+            raise UsageError(str(exc)) from None
+    _audit_export(
+        db,
+        "subject_access.exported",
+        object_type="subject_access",
+        object_id=str(uuid.uuid4()),
+        detail={"person_id": args.person.strip(), "counts": written.counts},
+    )
+    found = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in written.counts.items())
+    print(f"subject access export written to {written.json_path} and {written.html_path}")
+    print(f"it holds {found}; read it before sending it (see docs/dpia.md)")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from remote_guard.clock import utc_now
+    from remote_guard.privacy.retention import purge
+
+    store = _store(args)
+    db = _open_store(store)
+    result = purge(db, store.retention, now=utc_now(), dry_run=args.dry_run)
+    verb = "due for removal" if result.dry_run else "removed"
+    counts = result.counts()
+    print(
+        f"{verb}: {counts['sessions_without_findings']} sessions without findings, "
+        f"{counts['sessions_with_findings']} sessions with findings "
+        f"({counts['findings']} findings in all), {counts['consents']} consents "
+        f"({counts['registrations_unlinked']} registrations unlinked), and the content of "
+        f"{counts['audit_entries']} audit entries"
+    )
+    if result.audit_seq is not None:
+        print(f"the purge is audit entry #{result.audit_seq}")
+    return 0
+
+
+_STORE_COMMANDS = {
+    "report": _report,
+    "exemption": _exemption,
+    "audit": _audit,
+    "sar": _sar,
+    "purge": _purge,
+}

@@ -18,7 +18,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from remote_guard.settings import LoggingSettings
 
-__all__ = ["REDACTED", "configure_logging", "redact_secrets", "redact_text"]
+__all__ = ["REDACTED", "configure_logging", "redact_data", "redact_secrets", "redact_text"]
 
 REDACTED = "[REDACTED]"
 
@@ -48,12 +48,15 @@ _SECRET_KEYS = frozenset(
         "cookie",
         "set_cookie",
         "code",
+        "authorization_code",
+        "auth_code",
         "token",
         "assertion",
         "private_key",
         "certificate",
         "api_key",
         "apikey",
+        "hmac_key",  # the audit trail's key: whoever has it can rewrite the chain
     }
 )
 _SECRET_SUFFIXES = (
@@ -78,8 +81,11 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MAX_DEPTH = 20
 
 _B64URL = r"A-Za-z0-9_\-"
-_PEM_PRIVATE_KEY = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.DOTALL
+# Any PEM block: private keys, and certificates too (certificate material identifies the app's
+# credential; none of it belongs in a log or the audit trail). A block cut off before its END
+# line (a truncated message) loses its base64 body all the same.
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN [A-Z0-9 ]+-----(?:.*?-----END [A-Z0-9 ]+-----|[A-Za-z0-9+/=\s]*)", re.DOTALL
 )
 # "Authorization: Bearer ...", "'Cookie': 'a=b'", "set-cookie=..." inside text: the header value
 # runs to the end of the line or the closing quote.
@@ -124,9 +130,9 @@ def _quoted_redaction(match: re.Match[str]) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Return ``text`` with private keys, auth headers, secret fields, bearer tokens and JWTs
-    replaced by ``[REDACTED]``; text without them is returned unchanged."""
-    text = _PEM_PRIVATE_KEY.sub(REDACTED, text)
+    """Return ``text`` with PEM blocks (keys, certificates), auth headers, secret fields, bearer
+    tokens and JWTs replaced by ``[REDACTED]``; text without them is returned unchanged."""
+    text = _PEM_BLOCK.sub(REDACTED, text)
     text = _HEADER_IN_TEXT.sub(lambda match: f"{match.group(1)}{match.group(2)}{REDACTED}", text)
     text = _SECRET_FIELD_IN_TEXT.sub(_quoted_redaction, text)
     text = _SECRET_QUERY_PARAMETER.sub(lambda match: f"{match.group(1)}{REDACTED}", text)
@@ -185,6 +191,14 @@ def _hashable(item: object) -> bool:
     except TypeError:
         return False
     return True
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` (a mapping, list or scalar) with the same secrets removed as from a log line.
+
+    The audit trail passes each entry's content through this before it is hashed and stored.
+    """
+    return _redact_value(value, 0)
 
 
 def redact_secrets(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

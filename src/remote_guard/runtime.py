@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from remote_guard import audit
 from remote_guard.clock import Clock, utc_now
 from remote_guard.graph.client import GraphClient
 from remote_guard.policy.profile import load_policy
@@ -26,6 +27,8 @@ def build_poller(
     )
     engine = make_engine(settings.database.url)
     migrate(engine)
+    audit.configure(engine, settings.audit)
+    audit.record_startup(engine, settings=settings, policy=policy)
     return Poller(
         settings=settings,
         graph=GraphClient(settings.tenant),

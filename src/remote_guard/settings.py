@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -208,6 +209,15 @@ class PollSettings(_Section):
         le=24 * 60,
         description="How long after a meeting ends its attendance and call record may still appear.",
     )
+    direct_chats_every_hours: int = Field(
+        default=24,
+        ge=1,
+        le=168,
+        description=(
+            "Hours between two reads of staff members' chats outside meetings. Microsoft asks "
+            "apps not to poll Teams resources more than once a day."
+        ),
+    )
 
 
 class DirectorySettings(_Section):
@@ -311,6 +321,144 @@ class PrivacySettings(_Section):
     store_chat_text: bool = False
 
 
+class AuditSettings(_Section):
+    """Where the audit trail's JSON-lines copy goes, and the key that makes its chain unforgeable."""
+
+    # Default: beside a SQLite database (remote_guard.db -> remote_guard.audit.jsonl); with
+    # PostgreSQL there is no default and the trail is kept in the database only until one is set.
+    file: Path | None = None
+    hmac_key: SecretStr | None = None
+    hmac_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _key(self) -> AuditSettings:
+        if self.hmac_key_file is not None and self.hmac_key is None:
+            try:
+                key = self.hmac_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _invalid(
+                    "hmac_key_file",
+                    f"the file {self.hmac_key_file} cannot be read ({exc.strerror})",
+                ) from None
+            if not key:
+                raise _invalid("hmac_key_file", f"the file {self.hmac_key_file} is empty")
+            object.__setattr__(self, "hmac_key", SecretStr(key))
+        if self.hmac_key is not None and len(self.hmac_key.get_secret_value()) < 32:
+            # Shorter keys can be guessed; the length, never the key, is shown.
+            raise _invalid(
+                "hmac_key_file" if self.hmac_key_file is not None else "hmac_key",
+                f"the key is {len(self.hmac_key.get_secret_value())} characters long; use at "
+                "least 32 random characters (openssl rand -hex 32 makes 64)",
+            )
+        return self
+
+
+class RetentionSettings(_Section):
+    """How long each kind of record is kept before the daily purge removes its content.
+
+    The reasons for the defaults are in docs/retention.md.
+    """
+
+    # At least 30 days: a session is re-read from Microsoft for up to 29 days (poll.lookback_hours).
+    sessions_without_findings_days: int = Field(default=120, ge=30, le=3650)
+    # At least 120 days: repeated-breach rules look back that far (rules.base.HISTORY_DAYS).
+    findings_days: int = Field(default=365, ge=120, le=3650)
+    closed_cases_days: int = Field(default=2190, ge=365, le=9125)
+    consents_after_withdrawal_days: int = Field(default=365, ge=30, le=3650)
+    audit_days: int = Field(default=2190, ge=365, le=9125)
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class WebSettings(_Section):
+    """The web app staff sign in to: where it listens, its public address and its session key."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # The address staff type in their browser, as registered in Entra (scheme, host, port if
+    # any, no path). Default: http://{host}:{port}, which only suits a test on this machine.
+    public_url: str | None = None
+    # Signs the session cookie. Required by `remote-guard serve`; the demo makes its own.
+    session_secret: SecretStr | None = None
+    session_secret_file: Path | None = None
+    # Where Entra sends staff back after sign-in; register public_url + redirect_path in Entra.
+    redirect_path: str = "/auth/callback"
+    # A signed-in session ends this long after sign-in, or after this long without a request.
+    session_hours: int = Field(default=10, ge=1, le=24 * 7)
+    idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "must be the address staff open in their browser, starting with https://"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                "must be only scheme, host and port (no path, query or #); the sign-in "
+                "return path is redirect_path"
+            )
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError(
+                "uses http:// for a host other than this machine; Entra ID accepts only https "
+                "return addresses except for localhost, and the session cookie must be Secure"
+            )
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @field_validator("redirect_path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9/_\-.]*", value) or "//" in value:
+            raise ValueError("must be a path starting with / such as /auth/callback")
+        return value
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebSettings:
+        if self.session_secret_file is not None and self.session_secret is None:
+            try:
+                secret = self.session_secret_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _invalid(
+                    "session_secret_file",
+                    f"the file {self.session_secret_file} cannot be read ({exc.strerror})",
+                ) from None
+            if not secret:
+                raise _invalid(
+                    "session_secret_file", f"the file {self.session_secret_file} is empty"
+                )
+            object.__setattr__(self, "session_secret", SecretStr(secret))
+        if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
+            # A short key lets anyone forge a session cookie; the length, never the key, is shown.
+            raise _invalid(
+                "session_secret_file" if self.session_secret_file is not None else "session_secret",
+                f"the secret is {len(self.session_secret.get_secret_value())} characters long; "
+                "use at least 32 random characters (openssl rand -hex 32 makes 64)",
+            )
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The public address, without a trailing slash."""
+        if self.public_url is not None:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def redirect_uri(self) -> str:
+        """The sign-in return address to register in Entra (Authentication > Web > Redirect URIs)."""
+        return self.base_url + self.redirect_path
+
+    @property
+    def uses_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
 class LoggingSettings(_Section):
     """How much remote_guard logs, and whether as JSON lines or for a person at a terminal."""
 
@@ -336,6 +484,9 @@ class Settings(BaseSettings):
     school_day: SchoolDaySettings = SchoolDaySettings()
     policy: PolicySettings = PolicySettings()
     privacy: PrivacySettings = PrivacySettings()
+    audit: AuditSettings = AuditSettings()
+    retention: RetentionSettings = RetentionSettings()
+    web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -385,6 +536,22 @@ _EXAMPLES: dict[str, str] = {
     "policy.profile_dirs": 'profile_dirs = ["config/policies"]',
     "policy.packs": 'packs = ["national-guidance"]',
     "privacy.store_chat_text": "store_chat_text = false",
+    "audit.file": 'file = "/var/lib/remote_guard/audit.jsonl"',
+    "audit.hmac_key": 'hmac_key_file = "/run/secrets/remote_guard_audit_key"',
+    "audit.hmac_key_file": 'hmac_key_file = "/run/secrets/remote_guard_audit_key"',
+    "retention.sessions_without_findings_days": "sessions_without_findings_days = 120",
+    "retention.findings_days": "findings_days = 365",
+    "retention.closed_cases_days": "closed_cases_days = 2190",
+    "retention.consents_after_withdrawal_days": "consents_after_withdrawal_days = 365",
+    "retention.audit_days": "audit_days = 2190",
+    "web.host": 'host = "127.0.0.1"',
+    "web.port": "port = 8000",
+    "web.public_url": 'public_url = "https://remote-guard.yourschool.example"',
+    "web.session_secret": 'session_secret_file = "/run/secrets/remote_guard_session_secret"',
+    "web.session_secret_file": 'session_secret_file = "/run/secrets/remote_guard_session_secret"',
+    "web.redirect_path": 'redirect_path = "/auth/callback"',
+    "web.session_hours": "session_hours = 10",
+    "web.idle_minutes": "idle_minutes = 60",
     "logging.level": 'level = "info"',
     "logging.format": 'format = "auto"',
     "schools": '[[schools]]\nkey = "bramham"\nname = "Bramham Primary"\ngroup_ids = ["..."]',
@@ -404,6 +571,11 @@ _WHERE: dict[str, str] = {
     "tenant.certificate_path": f"the PEM file whose public part is uploaded at {_APP} > Certificates & secrets > Certificates",
     "tenant.certificate_thumbprint": f"{_APP} > Certificates & secrets > Certificates > Thumbprint",
     "tenant.ca_bundle": "ask whoever runs the school's web filter for its root certificate (PEM)",
+    "audit.hmac_key_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32)",
+    "audit.hmac_key": "make one with openssl rand -hex 32 and give it in a file named by hmac_key_file",
+    "web.session_secret": "make one with openssl rand -hex 32 and give it in a file named by session_secret_file",
+    "web.session_secret_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32)",
+    "web.public_url": f"the address staff open; register it with redirect_path at {_APP} > Authentication > Web > Redirect URIs",
     "directory.staff_group_ids": _GROUP,
     "directory.pupil_group_ids": _GROUP,
     "directory.slt_group_ids": _GROUP,

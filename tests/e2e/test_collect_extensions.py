@@ -106,6 +106,12 @@ def test_staff_pupil_chats_become_direct_chat_sessions(tmp_path: Path) -> None:
     without a pupil or without staff, or quiet in the window, are not kept."""
     scenario = _school(chats=CHATS)
     for running in start(scenario, tmp_path):
+        # The harness looks back far enough to reach every message of the scenario; a school's
+        # default 36 hours leaves "quiet-dm" (last message 2 November) outside the window.
+        settings = running.poller.settings
+        running.poller.settings = settings.model_copy(
+            update={"poll": settings.poll.model_copy(update={"lookback_hours": 36})}
+        )
         result, snapshots = _poll(running)
         assert result.status == "ok", result.errors
         chats = {key: s for key, s in snapshots.items() if s.kind is SessionKind.DIRECT_CHAT}

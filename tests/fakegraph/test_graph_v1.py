@@ -479,13 +479,23 @@ def test_attendance_report_lists_every_kind_of_joiner(graph: Any, scenario: Scen
         "2026-11-17T11:02:00.0000000Z",
     )
     records = {r["identity"]["displayName"]: r for r in report["attendanceRecords"]}
-    assert {name: (r["role"], r["identity"]["tenantId"]) for name, r in records.items()} == {
+    assert {name: (r["role"], r["identity"].get("tenantId")) for name, r in records.items()} == {
         "Tess Teacher": ("Organizer", TENANT),
         "Pupil 1": ("Attendee", TENANT),
         "Mystery Visitor": ("Attendee", None),
         "Pat Partner": ("Attendee", "11111111-2222-3333-4444-555555555555"),
         "+447XXXXXX123": ("Attendee", None),
     }
+    # Someone who joined by link has no Entra account: an ACS identity, no tenant, no address.
+    anonymous = records["Mystery Visitor"]
+    assert anonymous["identity"]["@odata.type"] == (
+        "#microsoft.graph.azureCommunicationServicesUserIdentity"
+    )
+    assert "tenantId" not in anonymous["identity"]
+    assert anonymous["emailAddress"] is None
+    assert records["Pupil 1"]["identity"]["@odata.type"] == (
+        "#microsoft.graph.communicationsUserIdentity"
+    )
     assert records["Pupil 1"]["totalAttendanceInSeconds"] == 3240
     assert records["Pupil 1"]["attendanceIntervals"] == [
         {

@@ -268,3 +268,51 @@ def test_every_problem_is_reported_together() -> None:
     assert "meetings[lesson].organizer" in message
     assert "meetings[lesson].start" in message
     assert "calls[c]: end is before start" in message
+
+
+def test_the_occurrences_of_a_series_share_one_teams_meeting() -> None:
+    """One onlineMeeting per series: its options and channel are the same for every occurrence."""
+    meetings = [
+        _meeting(series="weekly"),
+        _meeting(key="lesson-2", series="weekly", settings={"lobby_scope": "everyone"}),
+    ]
+    assert (
+        "meetings: series 'weekly' has occurrences with different settings; the occurrences of a "
+        "series share one Teams meeting"
+    ) in _problems(meetings=meetings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        (
+            {"is_online": False, "provider": "unknown", "invitees": []},
+            "meetings[lesson].calendar: only a Teams meeting (is_online, provider "
+            "teamsForBusiness) can exist without a calendar event",
+        ),
+        (
+            {"organizer": "coach", "invitees": []},
+            "meetings[lesson].calendar: an ad-hoc meeting is started by a person of this tenant, "
+            "not 'coach'",
+        ),
+        (
+            {},
+            "meetings[lesson].invitees: an ad-hoc meeting (calendar: false) has no invitation",
+        ),
+        (
+            {"series": "weekly", "invitees": []},
+            "meetings[lesson].calendar: a series occurrence is on a calendar by definition; an "
+            "ad-hoc meeting (calendar: false) has no series",
+        ),
+    ],
+    ids=["not-teams", "external-organizer", "invitees", "series"],
+)
+def test_an_ad_hoc_meeting_is_a_teams_meet_now(changes: dict[str, Any], problem: str) -> None:
+    assert problem in _problems(meetings=[_meeting(calendar=False, **changes)])
+
+
+def test_an_ad_hoc_meeting_is_valid_as_written() -> None:
+    scenario = parse_scenario(
+        {**BASE, "meetings": [_meeting(calendar=False, invitees=[])]}, source="case.yaml"
+    )
+    assert scenario.meetings[0].calendar is False

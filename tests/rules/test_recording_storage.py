@@ -103,9 +103,20 @@ def test_unknown_team_members_and_no_pupils_present_is_unknown(
 def test_private_meeting_recording_in_the_organisers_onedrive_is_fine(
     lesson: SessionSnapshot,
 ) -> None:
-    """A staff organiser's OneDrive is staff storage."""
+    """A staff organiser's OneDrive is staff storage, once the school has stopped Teams sharing
+    the recording with the invited pupils."""
     lesson.recordings = [_recording(PUPIL.id)]
-    assert _verdicts(lesson, _context()) == [("ok", "")]
+    assert _verdicts(lesson, _context(invitees_can_open=False)) == [("ok", "")]
+
+
+def test_by_default_invited_pupils_can_open_a_private_meetings_recording(
+    lesson: SessionSnapshot,
+) -> None:
+    """Microsoft's default shares it, view only, with the invitees: a breach for pupils."""
+    lesson.recordings = [_recording(TEACHER.id)]
+    (outcome,) = RULE.evaluate(lesson, _context())
+    assert outcome.verdict is Verdict.BREACH
+    assert outcome.observed == "shared with pupils"
 
 
 def test_stored_with_initiator_puts_a_pupils_recording_in_their_onedrive(
@@ -122,7 +133,9 @@ def test_stored_with_initiator_puts_a_pupils_recording_in_their_onedrive(
 def test_stored_with_initiator_and_a_staff_initiator_is_fine(lesson: SessionSnapshot) -> None:
     """The teacher started it: it is in the teacher's OneDrive."""
     lesson.recordings = [_recording(TEACHER.id)]
-    assert _verdicts(lesson, _context(stored_with_initiator=True)) == [("ok", "")]
+    assert _verdicts(lesson, _context(stored_with_initiator=True, invitees_can_open=False)) == [
+        ("ok", "")
+    ]
 
 
 def test_stored_with_initiator_but_initiator_unknown(lesson: SessionSnapshot) -> None:

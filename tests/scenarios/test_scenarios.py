@@ -13,7 +13,7 @@ import pytest
 from remote_guard.fakegraph.harness import run_check
 from remote_guard.fakegraph.scenario import load_scenario
 from remote_guard.rules.registry import load_rules
-from tests.scenarios.scoring import SCORES
+from tests.scenarios.scoring import SCORES, Scores
 
 LIBRARY = sorted(Path(__file__).parent.glob("*.yaml"))
 
@@ -30,14 +30,15 @@ def test_scenario_matches_its_ground_truth(path: Path, tmp_path: Path) -> None:
 
 
 def test_library_is_large_enough() -> None:
-    """The library keeps its edge cases."""
-    assert len(LIBRARY) >= 14
+    """The library keeps its edge cases (see README.md for what each covers)."""
+    assert len(LIBRARY) >= 90
 
 
 @pytest.mark.e2e
 def test_check_command_prints_findings_as_json(tmp_path: Path) -> None:
     """`remote-guard check --format json` runs a scenario end to end in a subprocess."""
-    path = next(p for p in LIBRARY if "pupil" in p.stem and "chat" in p.stem)
+    # A file whose truth has a per-pupil breach and a per-setting one (subject not a person).
+    path = Path(__file__).parent / "meeting_chat_pupil_posts.yaml"
     completed = subprocess.run(
         [
             sys.executable,
@@ -60,11 +61,6 @@ def test_check_command_prints_findings_as_json(tmp_path: Path) -> None:
     assert output["poll"]["status"] == "ok"
     assert output["poll"]["graph_requests"] > 0
     scenario = load_scenario(path)
-    expected = {(e.rule, e.session, e.subject) for e in scenario.expect}
-    got = {
-        (f["rule"], f["session"], f["subject"])
-        for f in output["findings"]
-        if f["status"] in {"fail", "warn"}
-    }
-    assert got == expected
+    # A scorer of its own, so this run does not count twice in the library's table.
+    assert Scores().score(scenario, output["findings"], set(load_rules())) == []
     assert all(f["clause"] and f["evidence"] is not None for f in output["findings"])

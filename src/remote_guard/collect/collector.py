@@ -12,6 +12,7 @@ No rule logic lives here.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -65,13 +66,28 @@ log = structlog.get_logger(__name__)
 
 PREFER = {"Prefer": PREFER_UNKNOWN_ENUMS}
 
-# Meeting links of providers other than Teams, found in an invitation's body or location.
+# Meeting links of providers other than the school's Teams, found in an invitation's body or
+# location: video services, Teams free on personal accounts (teams.live.com), consumer Skype,
+# Google Meet's short links and WhatsApp calls and chats. Hosts under "(?:[\w-]+\.)*" match with
+# any subdomain (us06web.zoom.us); the others only as written, so a mention of www.skype.com or
+# whatsapp.com is not taken for a meeting. A host must end there (not zoom.us.example.com).
 FOREIGN_LINK = re.compile(
-    r"https?://(?:[\w-]+\.)*(?:zoom\.us|zoom\.com|zoomgov\.com|meet\.google\.com|webex\.com|"
-    r"whereby\.com|gotomeeting\.com|goto\.com|meet\.jit\.si|join\.skype\.com|discord\.gg|"
-    r"discord\.com|facetime\.apple\.com|bluejeans\.com|chime\.aws)(?:/[^\s\"'<>]*)?",
+    r"(?:https?://(?:"
+    r"(?:[\w-]+\.)*(?:zoom\.us|zoom\.com|zoomgov\.com|meet\.google\.com|webex\.com|whereby\.com|"
+    r"gotomeeting\.com|goto\.com|meet\.jit\.si|discord\.gg|discord\.com|facetime\.apple\.com|"
+    r"bluejeans\.com|chime\.aws)"
+    r"|(?:join|web|go)\.skype\.com|meet\.app\.goo\.gl|(?:call|chat)\.whatsapp\.com|wa\.me"
+    r")(?![\w-]|\.[\w-])(?::\d+)?(?:[/?#][^\s\"'<>]*)?"
+    r"|https?://teams\.live\.com/(?:meet|l/meetup-join)/[^\s\"'<>]*"
+    r"|https?://g\.co/meet/[^\s\"'<>]*"
+    r"|\bskype:[\w.:-]+(?:\?[^\s\"'<>]*)?)",
     re.IGNORECASE,
 )
+# A link wrapped by a redirector (Microsoft Defender Safe Links, ...) carries the real one,
+# percent-encoded, in its "url" parameter.
+_WRAPPED_LINK = re.compile(r"[?&](?:amp;)?url=([^&\s\"'<>]+)", re.IGNORECASE)
+# What a link picks up from the sentence around it.
+_TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # A dialled-in number as Teams shows it, often masked: "+447XXXXXX123".
 _PHONE = re.compile(r"(?=.*\d)[+\dXx*#\s()-]{6,}")
@@ -84,6 +100,19 @@ EXPANDED_MEMBERS_CAP = 25
 
 # Joiners without a school account whose e-mail address, when Graph gives one, is kept.
 _OUTSIDE_KINDS = frozenset({PersonKind.EXTERNAL, PersonKind.GUEST, PersonKind.UNKNOWN})
+# How far before its scheduled start and after its end (or its call's) something still belongs
+# to one occurrence of a recurring meeting: people join early and lessons overrun.
+OCCURRENCE_SLACK = timedelta(hours=2)
+# Attendance identities (the record's @odata.type) of people with no Entra account: they joined
+# by link with a typed-in name. Graph documents azureCommunicationServicesUserIdentity for
+# attendance records; the guest and anonymous types are what call records and chats call them.
+_ANONYMOUS_ATTENDEE_TYPES = frozenset(
+    {
+        "azurecommunicationservicesuseridentity",
+        "communicationsguestidentity",
+        "communicationsanonymousguestidentity",
+    }
+)
 
 
 class _UnreadableError(Exception):
@@ -113,11 +142,80 @@ class _Found:
 
     event: Event
     mailbox_id: str
+    # For an occurrence of a recurring Teams meeting: its start in the series (originalStart).
+    occurrence_start: datetime | None = None
     series_id: str | None = None
     series_from_organizer: bool = False
     invitee_ids: set[str] = field(default_factory=set)
     invitee_emails: set[str] = field(default_factory=set)
     invitee_groups: dict[str, str] = field(default_factory=dict)  # group address -> group id
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    """One occurrence of a recurring meeting: its session and when it ran (scheduled, widened
+    by the call records matched to it)."""
+
+    session_id: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Which of a recurring meeting's shared data belongs to one occurrence.
+
+    The occurrences of a series share one join URL, one onlineMeeting (so one list of attendance
+    reports and recordings) and one chat. A call record, report, message or recording belongs to
+    the occurrence it overlaps, or is nearest to within :data:`OCCURRENCE_SLACK`.
+    """
+
+    session_id: str
+    occurrences: tuple[_Occurrence, ...]
+
+    @property
+    def own(self) -> _Occurrence:
+        return next(o for o in self.occurrences if o.session_id == self.session_id)
+
+    def owns(self, start: datetime | None, end: datetime | None = None) -> bool:
+        """Whether the span (or moment) ``start``..``end`` belongs to this occurrence."""
+        if start is None:
+            return False
+        best = nearest_occurrence(self.occurrences, start, end or start)
+        return best is not None and best.session_id == self.session_id
+
+    def window(self) -> tuple[datetime, datetime]:
+        own = self.own
+        return own.start - OCCURRENCE_SLACK, own.end + OCCURRENCE_SLACK
+
+
+def nearest_occurrence(
+    occurrences: tuple[_Occurrence, ...] | list[_Occurrence], start: datetime, end: datetime
+) -> _Occurrence | None:
+    """The occurrence the span ``start``..``end`` belongs to: of those it comes within
+    :data:`OCCURRENCE_SLACK` of, the nearest (overlapping ones first, the larger overlap first,
+    then the closer start). None if it is near none."""
+    best: tuple[float, float, float, _Occurrence] | None = None
+    for occurrence in occurrences:
+        overlap = (min(end, occurrence.end) - max(start, occurrence.start)).total_seconds()
+        gap = max(0.0, -overlap)
+        if gap > OCCURRENCE_SLACK.total_seconds():
+            continue
+        score = (gap, -max(overlap, 0.0), abs((start - occurrence.start).total_seconds()))
+        if best is None or score < best[:3]:
+            best = (*score, occurrence)
+    return best[3] if best is not None else None
+
+
+def _widen(occurrence: _Occurrence, records: list[CallRecord]) -> _Occurrence:
+    """The occurrence stretched to cover its calls (people join early, lessons overrun)."""
+    starts = [r.start_date_time for r in records if r.start_date_time is not None]
+    ends = [r.end_date_time for r in records if r.end_date_time is not None]
+    return _Occurrence(
+        session_id=occurrence.session_id,
+        start=min([occurrence.start, *starts]),
+        end=max([occurrence.end, *ends]),
+    )
 
 
 @dataclass(frozen=True)
@@ -134,8 +232,18 @@ def normalise_join_url(url: str) -> str:
     return f"{parts.netloc}{parts.path}".rstrip("/").lower()
 
 
-def session_id_for_join_url(url: str) -> str:
-    return "mtg_" + hashlib.sha256(normalise_join_url(url).encode()).hexdigest()[:24]
+def session_id_for_join_url(url: str, occurrence_start: datetime | None = None) -> str:
+    """The session id of a Teams meeting, from its join URL.
+
+    All occurrences of a recurring meeting share one join URL, so an occurrence is told apart by
+    ``occurrence_start``: the start it has in the series (the calendar's ``originalStart``, which
+    stays the same when one occurrence is moved). A meeting that is not part of a series has no
+    occurrence start, and its id is the join URL's alone (as it always was).
+    """
+    key = normalise_join_url(url)
+    if occurrence_start is not None:
+        key = f"{key}|{_iso(occurrence_start)}"
+    return "mtg_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def session_id_for_event(ical_uid_or_id: str) -> str:
@@ -167,6 +275,31 @@ def channel_thread_of(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+def foreign_links(text: str) -> list[str]:
+    """The meeting links of other providers in ``text`` (an invitation's body, HTML or plain, and
+    location), each reduced to scheme, host and path, sorted and without repeats.
+
+    Query strings and fragments are dropped because meeting passcodes ride there (Zoom's
+    ``?pwd=``, Teams free's ``?p=``), so a stored snapshot never holds one.
+    """
+    plain = html.unescape(text)
+    unwrapped = " ".join(unquote(match) for match in _WRAPPED_LINK.findall(plain))
+    found = {reduce_link(match) for match in FOREIGN_LINK.findall(f"{plain} {unwrapped}")}
+    return sorted(link for link in found if link)
+
+
+def reduce_link(link: str) -> str:
+    """Scheme, host and path of a link (``skype:`` URIs: scheme and name), lower-case host,
+    without query, fragment or the punctuation of the sentence it ended."""
+    parts = urlsplit(link.strip())
+    scheme = parts.scheme.lower()
+    path = parts.path.rstrip(_TRAILING_PUNCTUATION)
+    if not parts.netloc:
+        # skype:live:.cid.1234 - an account to call, with no host.
+        return f"{scheme}:{path}" if path else ""
+    return f"{scheme}://{(parts.hostname or '').lower()}{path}"
+
+
 def invitation_text(event: Event) -> str:
     """The invitation's body and location, where a foreign meeting link would be written."""
     parts = (
@@ -188,9 +321,18 @@ class Collector:
     """Reads sessions for one tenant. ``errors`` lists what went wrong during ``collect``."""
 
     def __init__(
-        self, *, graph: GraphClient, settings: Settings, directory: Directory, clock: Clock
+        self,
+        *,
+        graph: GraphClient,
+        settings: Settings,
+        directory: Directory,
+        clock: Clock,
+        keep_pupil_only_meetings: bool = False,
     ) -> None:
         self._graph = graph
+        # Meetings with only pupils in them are kept only when a rule of the policy is about them
+        # (pupils_without_staff); otherwise pupils' calls among themselves are not kept.
+        self._keep_pupil_only_meetings = keep_pupil_only_meetings
         self._settings = settings
         self._directory = directory
         self._clock = clock
@@ -201,44 +343,118 @@ class Collector:
         self._group_people: dict[str, Person] = {}
         self._team_members: dict[str, tuple[Person, ...] | None] = {}
         self._team_member_errors: dict[str, str] = {}
+        self._participants: dict[str, list[CallRecordParticipant]] = {}
         self.errors: list[str] = []
+        # Whether this run listed every staff member's chats (None: chats were not read).
+        self.chat_scan_complete: bool | None = None
 
     # --- discovery ----------------------------------------------------------------------------
 
     def collect(
-        self, *, window_start: datetime, window_end: datetime, skip: set[str]
+        self,
+        *,
+        window_start: datetime,
+        window_end: datetime,
+        skip: set[str],
+        chats_since: datetime | None = None,
+        read_chats: bool = True,
     ) -> Iterator[Collected]:
         """Yield a snapshot for every session in the window not in ``skip``: calendar meetings,
-        calls, then chats between staff and pupils with messages in the window."""
+        calls, then (if ``read_chats``) chats between staff and pupils with messages since
+        ``chats_since`` (default ``window_start``).
+
+        The occurrences of a recurring Teams meeting share one join URL: each is its own session,
+        and the call records, attendance reports, chat messages and recordings of the series are
+        shared out among them by time (:class:`_Scope`).
+        """
         found = self._discover(window_start, window_end)
-        records = self._call_records(window_start, min(self._clock(), window_end))
-        by_join: dict[str, list[CallRecord]] = {}
-        for record in records:
-            if record.join_web_url:
-                by_join.setdefault(normalise_join_url(record.join_web_url), []).append(record)
-        matched: set[str] = set()
+        records = sorted(
+            self._call_records(window_start, min(self._clock(), window_end)),
+            key=lambda r: (r.start_date_time is None, r.start_date_time or window_start, r.id),
+        )
+        single: dict[str, str] = {}  # join URL -> session of a meeting that is not a series
+        series: dict[str, list[_Occurrence]] = {}  # join URL -> its occurrences
         for session_id, item in sorted(found.items()):
             join_url = self._join_url(item.event)
-            if join_url:
-                matched.add(normalise_join_url(join_url))
-            if session_id in skip:
+            if not join_url:
                 continue
-            related = by_join.get(normalise_join_url(join_url), []) if join_url else []
-            yield self._resolve_event(session_id, item, related)
+            key = normalise_join_url(join_url)
+            if item.occurrence_start is None:
+                single.setdefault(key, session_id)
+                continue
+            start, end = item.event.start_utc, item.event.end_utc
+            if start is not None:
+                series.setdefault(key, []).append(
+                    _Occurrence(session_id=session_id, start=start, end=end or start)
+                )
+        related: dict[str, list[CallRecord]] = {}
+        unmatched: list[CallRecord] = []
         for record in records:
-            if record.join_web_url and normalise_join_url(record.join_web_url) in matched:
+            url = normalise_join_url(record.join_web_url) if record.join_web_url else None
+            if url is not None and url in single:
+                related.setdefault(single[url], []).append(record)
                 continue
-            session_id = (
-                session_id_for_join_url(record.join_web_url)
-                if record.join_web_url
-                else f"call_{record.id}"
-            )
+            if url is not None and url in series and record.start_date_time is not None:
+                occurrence = nearest_occurrence(
+                    series[url], record.start_date_time, record.end_date_time or self._clock()
+                )
+                if occurrence is not None:
+                    related.setdefault(occurrence.session_id, []).append(record)
+                    continue
+            unmatched.append(record)
+        # An occurrence runs from its scheduled start (or its call's, if earlier) to its end (or
+        # its call's, if later); attendance reports, chat and recordings are matched to that.
+        scopes: dict[str, _Scope] = {}
+        for occurrences in series.values():
+            widened = tuple(_widen(o, related.get(o.session_id, [])) for o in occurrences)
+            for occurrence in widened:
+                scopes[occurrence.session_id] = _Scope(occurrence.session_id, widened)
+        for session_id, item in sorted(found.items()):
             if session_id in skip:
                 continue
-            collected = self._resolve_call(session_id, record)
+            yield self._resolve_event(
+                session_id, item, related.get(session_id, []), scopes.get(session_id)
+            )
+        yield from self._unmatched_calls(unmatched, series, skip)
+        if read_chats:
+            yield from self._direct_chats(
+                chats_since or window_start, min(self._clock(), window_end), skip
+            )
+
+    def _unmatched_calls(
+        self,
+        records: list[CallRecord],
+        series: dict[str, list[_Occurrence]],
+        skip: set[str],
+    ) -> Iterator[Collected]:
+        """Sessions found only in call records: direct calls, ad-hoc ("Meet now") meetings, and a
+        recurring meeting's link used when no occurrence was scheduled.
+
+        The records of one ad-hoc meeting (one join URL) make one session; a call on a series'
+        link away from every occurrence is a session of its own, named by the call's start.
+        """
+        sessions: dict[str, tuple[list[CallRecord], _Scope | None]] = {}
+        for record in records:
+            url = record.join_web_url
+            key = normalise_join_url(url) if url else None
+            if url is None or key is None:
+                sessions[f"call_{record.id}"] = ([record], None)
+            elif key in series and record.start_date_time is not None:
+                session_id = session_id_for_join_url(url, record.start_date_time)
+                own = _Occurrence(
+                    session_id=session_id,
+                    start=record.start_date_time,
+                    end=record.end_date_time or record.start_date_time,
+                )
+                sessions[session_id] = ([record], _Scope(session_id, (*series[key], own)))
+            else:
+                sessions.setdefault(session_id_for_join_url(url), ([], None))[0].append(record)
+        for session_id, (group, scope) in sessions.items():
+            if session_id in skip:
+                continue
+            collected = self._resolve_call(session_id, group, scope)
             if collected is not None:
                 yield collected
-        yield from self._direct_chats(window_start, min(self._clock(), window_end), skip)
 
     @staticmethod
     def _join_url(event: Event) -> str | None:
@@ -275,18 +491,26 @@ class Collector:
 
     def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
         join_url = self._join_url(event)
-        text = invitation_text(event)
-        foreign = FOREIGN_LINK.search(text) is not None
+        foreign = bool(foreign_links(invitation_text(event)))
         if not (event.is_online_meeting or join_url or foreign):
             return
+        occurrence_start: datetime | None = None
         if join_url and TEAMS_JOIN.match(join_url):
-            session_id = session_id_for_join_url(join_url)
+            if event.series_master_id or (event.type or "") in ("occurrence", "exception"):
+                # Every occurrence of a series has the series' join URL; its place in the series
+                # (the same in every mailbox's copy, even once moved) tells them apart.
+                occurrence_start = event.original_start or event.start_utc
+            session_id = session_id_for_join_url(join_url, occurrence_start)
         else:
+            # Each occurrence of a series has its own iCalUId.
             session_id = session_id_for_event(event.i_cal_u_id or event.id or "")
         item = found.get(session_id)
         if item is None:
             item = found[session_id] = _Found(
-                event=event, mailbox_id=mailbox_id, series_id=event.series_master_id
+                event=event,
+                mailbox_id=mailbox_id,
+                series_id=event.series_master_id,
+                occurrence_start=occurrence_start,
             )
         if event.series_master_id and event.is_organizer and not item.series_from_organizer:
             # Each mailbox's copy has its own ids; the organiser's copy names the series the same
@@ -344,7 +568,13 @@ class Collector:
 
     # --- resolving a calendar session ---------------------------------------------------------
 
-    def _resolve_event(self, session_id: str, item: _Found, records: list[CallRecord]) -> Collected:
+    def _resolve_event(
+        self,
+        session_id: str,
+        item: _Found,
+        records: list[CallRecord],
+        scope: _Scope | None = None,
+    ) -> Collected:
         now = self._clock()
         event = item.event
         join_url = self._join_url(event)
@@ -391,7 +621,7 @@ class Collector:
             series_id=item.series_id,
             invitee_ids=sorted(item.invitee_ids),
             invitee_emails=sorted(item.invitee_emails),
-            foreign_links=sorted(set(FOREIGN_LINK.findall(text))),
+            foreign_links=foreign_links(text),
             people=people,
             sources={"calendar": f"/users/{item.mailbox_id}/calendarView"},
             collected_at=now,
@@ -404,21 +634,47 @@ class Collector:
         if not is_teams or join_url is None:
             return Collected(snapshot=snapshot, final=end is not None and now >= end)
 
+        # Meeting options: looked up through the organiser if they are ours, else the attendee
+        # whose calendar it was on.
+        lookup_user = organizer.id if organizer is not None else item.mailbox_id
+        return self._teams_meeting(
+            snapshot, join_url, lookup_user, organizer, records, end=end, scope=scope
+        )
+
+    def _teams_meeting(
+        self,
+        snapshot: SessionSnapshot,
+        join_url: str,
+        lookup_user: str | None,
+        organizer: Person | None,
+        records: list[CallRecord],
+        *,
+        end: datetime | None,
+        scope: _Scope | None,
+    ) -> Collected:
+        """Fill in what Teams holds about a meeting: its channel, options, and (once it has
+        ended) who attended, its chat and its recordings. ``lookup_user`` is whose
+        ``onlineMeetings`` to search by join URL (None: nobody of ours can see it)."""
+        now = self._clock()
         thread = channel_thread_of(join_url)
         if thread is not None:
             snapshot.kind = SessionKind.CHANNEL_MEETING
             snapshot.channel = self._channel(thread) or ChannelRef(thread_id=thread)
             self._channel_members(snapshot, snapshot.channel)
 
-        # Meeting options: looked up through the organiser if they are ours, else the attendee
-        # whose calendar it was on.
-        lookup_user = organizer.id if organizer is not None else item.mailbox_id
         meeting: OnlineMeeting | None = None
-        try:
-            meeting = self._online_meeting(lookup_user, join_url)
-        except _UnreadableError as exc:
-            snapshot.missing[Missing.SETTINGS] = str(exc)
+        if lookup_user is None:
+            snapshot.missing[Missing.SETTINGS] = (
+                "the meeting was organised outside the school's tenant, so its options cannot "
+                "be read"
+            )
+        else:
+            try:
+                meeting = self._online_meeting(lookup_user, join_url)
+            except _UnreadableError as exc:
+                snapshot.missing[Missing.SETTINGS] = str(exc)
         if meeting is not None:
+            snapshot.subject = snapshot.subject or meeting.subject
             snapshot.online_meeting_id = meeting.id
             snapshot.chat_thread_id = meeting.chat_info.thread_id if meeting.chat_info else None
             lobby = meeting.lobby_bypass_settings
@@ -441,9 +697,9 @@ class Collector:
 
         settle = timedelta(minutes=self._settings.poll.data_settle_minutes)
         settled = end is not None and now - end >= settle
-        self._presence(snapshot, meeting, organizer, records, settled=settled)
-        self._chat(snapshot, meeting)
-        self._recordings(snapshot, meeting, organizer)
+        self._presence(snapshot, meeting, organizer, records, settled=settled, scope=scope)
+        self._chat(snapshot, meeting, scope=scope)
+        self._recordings(snapshot, meeting, organizer, scope=scope)
         complete = (
             not snapshot.missing
             and snapshot.presence is not None
@@ -477,13 +733,14 @@ class Collector:
         records: list[CallRecord],
         *,
         settled: bool,
+        scope: _Scope | None = None,
     ) -> None:
         reasons: list[str] = []
         presence: list[Presence] = []
         # Attendance reports: only the organiser can read them; channel meetings have none.
         if meeting is not None and organizer is not None and snapshot.channel is None:
             try:
-                presence = self._attendance(snapshot, organizer.id, meeting.id or "")
+                presence = self._attendance(snapshot, organizer.id, meeting.id or "", scope)
             except _UnreadableError as exc:
                 reasons.append(f"attendance report: {exc}")
         # Call records name everyone who took part (including dial-in and anonymous joiners).
@@ -521,14 +778,25 @@ class Collector:
                 )
 
     def _attendance(
-        self, snapshot: SessionSnapshot, organizer_id: str, meeting_id: str
+        self,
+        snapshot: SessionSnapshot,
+        organizer_id: str,
+        meeting_id: str,
+        scope: _Scope | None = None,
     ) -> list[Presence]:
+        """Presence from the meeting's attendance reports (one per time the meeting ran). For an
+        occurrence of a series, only the reports whose meeting times are this occurrence's."""
         base = f"/users/{organizer_id}/onlineMeetings/{meeting_id}/attendanceReports"
         presence: dict[str, list[Interval]] = {}
         with _reading():
             for item in self._graph.iter_items(base):
                 report = parse(MeetingAttendanceReport, item, what="attendance report")
                 if not report.id:
+                    continue
+                if scope is not None and not scope.owns(
+                    report.meeting_start_date_time, report.meeting_end_date_time
+                ):
+                    # Another occurrence's (or, without times, nobody's: it cannot be placed).
                     continue
                 for raw in self._graph.iter_items(f"{base}/{report.id}/attendanceRecords"):
                     record = parse(AttendanceRecord, raw, what="attendance record")
@@ -562,6 +830,11 @@ class Collector:
             # communicationsApplicationIdentity (or ...InstanceIdentity): a bot, not a person.
             name = (identity.display_name if identity else None) or ""
             return Person(id=f"app:{ident}", display_name=name, kind=PersonKind.APPLICATION)
+        if odata_type.rsplit(".", 1)[-1] in _ANONYMOUS_ATTENDEE_TYPES:
+            # No Entra account: joined by link under a typed-in name. Nothing to look up; the
+            # same id as the call record's guest identity, so one joiner has one id.
+            name = (identity.display_name if identity else None) or ""
+            return Person(id=f"anon:{ident}", display_name=name, kind=PersonKind.ANONYMOUS)
         by_address = self._directory.find_by_address(record.email_address)
         if by_address is not None:
             return by_address
@@ -586,15 +859,18 @@ class Collector:
 
     def _call_participants(self, snapshot: SessionSnapshot, record: CallRecord) -> list[Presence]:
         participants: list[CallRecordParticipant] = list(record.participants or [])
-        # An expanded participants_v2 is itself paged; read the whole list from its own endpoint.
+        # An expanded participants_v2 is itself paged; read the whole list from its own endpoint
+        # (once per run: an ad-hoc meeting's participants decide whether it is kept, then count).
         if (not participants or record.participants_next_link) and record.id:
-            with _reading():
-                participants = [
-                    parse(CallRecordParticipant, raw, what="call participant")
-                    for raw in self._graph.iter_items(
-                        f"/communications/callRecords/{record.id}/participants_v2"
-                    )
-                ]
+            if record.id not in self._participants:
+                with _reading():
+                    self._participants[record.id] = [
+                        parse(CallRecordParticipant, raw, what="call participant")
+                        for raw in self._graph.iter_items(
+                            f"/communications/callRecords/{record.id}/participants_v2"
+                        )
+                    ]
+            participants = self._participants[record.id]
         presence: list[Presence] = []
         start, end = record.start_date_time, record.end_date_time
         for participant in participants:
@@ -644,7 +920,15 @@ class Collector:
             for pid, spans in sorted(intervals.items())
         ]
 
-    def _chat(self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None) -> None:
+    def _chat(
+        self,
+        snapshot: SessionSnapshot,
+        meeting: OnlineMeeting | None,
+        *,
+        scope: _Scope | None = None,
+    ) -> None:
+        """The meeting chat's messages (who and when). A recurring meeting has one chat for the
+        whole series: an occurrence keeps the messages posted during it (see :class:`_Scope`)."""
         if meeting is None or meeting.chat_info is None or not meeting.chat_info.thread_id:
             snapshot.missing[Missing.CHAT] = "the meeting's chat could not be identified"
             return
@@ -657,12 +941,24 @@ class Collector:
             path = f"/teams/{ref.team_id}/channels/{ref.channel_id}/messages/{message_id}/replies"
         else:
             path = f"/chats/{meeting.chat_info.thread_id}/messages"
+        params = {"$top": "50"}
+        earliest: datetime | None = None
+        if scope is not None and snapshot.channel is None:
+            # A series' chat only grows: newest first by creation time (Graph's documented
+            # ordering), so paging stops at the first message from before this occurrence.
+            params["$orderby"] = "createdDateTime desc"
+            earliest = scope.window()[0]
         activity: list[ChatActivity] = []
         store_text = self._settings.privacy.store_chat_text
         try:
             with _reading():
-                for raw in self._graph.iter_items(path, params={"$top": "50"}, headers=PREFER):
+                for raw in self._graph.iter_items(path, params=params, headers=PREFER):
                     message = parse(ChatMessage, raw, what="chat message")
+                    created = message.created_date_time
+                    if earliest is not None and created is not None and created < earliest:
+                        break
+                    if scope is not None and not scope.owns(created):
+                        continue
                     activity.append(self._chat_activity(snapshot, message, store_text=store_text))
         except _UnreadableError as exc:
             snapshot.missing[Missing.CHAT] = str(exc)
@@ -728,8 +1024,16 @@ class Collector:
         )
 
     def _recordings(
-        self, snapshot: SessionSnapshot, meeting: OnlineMeeting | None, organizer: Person | None
+        self,
+        snapshot: SessionSnapshot,
+        meeting: OnlineMeeting | None,
+        organizer: Person | None,
+        *,
+        scope: _Scope | None = None,
     ) -> None:
+        """Recordings and transcripts from the recordings API (added to those the chat named).
+        A recurring meeting's are listed for the whole series: an occurrence keeps those that
+        started during it."""
         if snapshot.channel is not None:
             # The recordings API does not cover channel meetings; the chat event still does.
             snapshot.recordings = snapshot.recordings or []
@@ -754,6 +1058,13 @@ class Collector:
                 for kind, path, model in artefacts:
                     for raw in self._graph.iter_items(f"{base}/{path}"):
                         item = parse(model, raw, what=kind)
+                        if scope is not None and not scope.owns(item.created_date_time):
+                            if item.created_date_time is None:
+                                self.errors.append(
+                                    f"{kind} {item.id} of a recurring meeting has no start, so "
+                                    "it cannot be placed in an occurrence"
+                                )
+                            continue
                         found.append(
                             RecordingEvent(
                                 id=f"{path}:{item.id}",
@@ -788,38 +1099,98 @@ class Collector:
             self.errors.append(f"call records: {exc.reason}")
         return records
 
-    def _resolve_call(self, session_id: str, record: CallRecord) -> Collected | None:
+    def _resolve_call(
+        self, session_id: str, records: list[CallRecord], scope: _Scope | None = None
+    ) -> Collected | None:
+        """A session found only in call records: a direct call, a group call, or an ad-hoc
+        ("Meet now") meeting, whose options, attendance, chat and recordings are read through
+        its onlineMeeting like a calendar meeting's. None if it does not concern pupils."""
         now = self._clock()
+        first = records[0]
+        join_url = first.join_web_url
         snapshot = SessionSnapshot(
             session_id=session_id,
-            kind=SessionKind.PEER_TO_PEER if record.type == "peerToPeer" else SessionKind.MEETING,
-            actual_start=record.start_date_time,
-            actual_end=record.end_date_time,
-            join_url=record.join_web_url,
-            call_record_ids=[record.id or ""],
-            sources={"call_record": f"/communications/callRecords/{record.id}"},
+            kind=SessionKind.PEER_TO_PEER if first.type == "peerToPeer" else SessionKind.MEETING,
+            join_url=join_url,
+            sources={"call_record": f"/communications/callRecords/{first.id}"},
             collected_at=now,
         )
-        try:
-            snapshot.presence = self._call_participants(snapshot, record)
-        except _UnreadableError as exc:
-            self.errors.append(f"call record {record.id}: {exc}")
-            return None
-        kinds = {snapshot.person(p.person_id).kind for p in snapshot.presence}
+        participants: list[Presence] = []
+        for record in records:
+            try:
+                participants.extend(self._call_participants(snapshot, record))
+            except _UnreadableError as exc:
+                self.errors.append(f"call record {record.id}: {exc}")
+                return None
+        kinds = {snapshot.person(p.person_id).kind for p in participants}
         # Only calls that involve a pupil and someone who is not a pupil concern the code of
-        # practice; pupils' calls among themselves are not kept (data minimisation).
-        if PersonKind.PUPIL not in kinds or kinds <= {PersonKind.PUPIL}:
+        # practice; pupils' calls among themselves are not kept (data minimisation), except
+        # group meetings of pupils alone when the policy checks for them (pupils_without_staff).
+        if PersonKind.PUPIL not in kinds:
             return None
-        organizer = record.organizer.identity if record.organizer else None
-        if organizer is not None:
-            person = self._directory.identity(organizer, fallback_id="unknown")
-            snapshot.organizer_id = person.id
-        if snapshot.kind is SessionKind.MEETING:
-            # An ad-hoc meeting ("Meet now") has a chat, but no calendar entry leads to it.
-            snapshot.missing[Missing.CHAT] = (
-                "the chat of an ad-hoc meeting without a calendar entry is not read"
+        if kinds <= {PersonKind.PUPIL} and not (
+            self._keep_pupil_only_meetings and snapshot.kind is SessionKind.MEETING
+        ):
+            return None
+        organizer = self._call_organizer(snapshot, first)
+        if join_url and TEAMS_JOIN.match(join_url) and snapshot.kind is SessionKind.MEETING:
+            # Meeting options and the chat belong to the organiser's onlineMeeting; only one of
+            # the school's own users can be looked up.
+            ours = (
+                organizer is not None
+                and snapshot.organizer_tenant_id is not None
+                and (
+                    snapshot.organizer_tenant_id.lower() == self._settings.tenant.tenant_id.lower()
+                )
             )
+            end = max((r.end_date_time for r in records if r.end_date_time), default=now)
+            return self._teams_meeting(
+                snapshot,
+                join_url,
+                organizer.id if ours and organizer is not None else None,
+                organizer if ours else None,
+                records,
+                end=end,
+                scope=scope,
+            )
+        snapshot.presence = participants
+        snapshot.call_record_ids = [record.id or "" for record in records]
+        snapshot.actual_start = min(
+            (r.start_date_time for r in records if r.start_date_time), default=None
+        )
+        snapshot.actual_end = max(
+            (r.end_date_time for r in records if r.end_date_time), default=None
+        )
+        if snapshot.kind is SessionKind.MEETING:
+            # A group call started without a meeting link (from a group chat, say): no
+            # onlineMeeting leads to its chat.
+            snapshot.missing[Missing.CHAT] = (
+                "the call has no meeting link, so its chat cannot be identified"
+            )
+        # A direct call's recordings are not read (no onlineMeeting lists them); the recording
+        # rules say so for a session whose recordings are None.
         return Collected(snapshot=snapshot, final=True)
+
+    def _call_organizer(self, snapshot: SessionSnapshot, record: CallRecord) -> Person | None:
+        """Who organised the call (``organizer_v2``), recorded as the snapshot's organiser with
+        their tenant: the identity's own, or the school's for someone in its directory."""
+        identity = record.organizer.identity if record.organizer else None
+        if identity is None:
+            return None
+        person = self._directory.resolve(
+            self._graph, self._directory.identity(identity, fallback_id="unknown")
+        )
+        primary = identity.primary()
+        tenant = primary.tenant_id if primary is not None else None
+        if tenant is None and (
+            person.id in self._directory.people or person.id in self._directory.looked_up_found
+        ):
+            tenant = self._settings.tenant.tenant_id
+        snapshot.organizer_id = person.id
+        snapshot.organizer_tenant_id = tenant
+        snapshot.organizer_email = person.email
+        snapshot.people.setdefault(person.id, person)
+        return person
 
     def _channel(self, thread_id: str) -> ChannelRef | None:
         """The team and channel of a channel thread, from a list read once per collector."""
@@ -885,10 +1256,15 @@ class Collector:
 
     def _direct_chats(self, start: datetime, end: datetime, skip: set[str]) -> Iterator[Collected]:
         """A snapshot for each 1:1 or group chat between staff and pupils with a message in
-        ``[start, end]``, found through the staff members' chat lists (each chat once)."""
+        ``[start, end]``, found through the staff members' chat lists (each chat once).
+
+        Sets :attr:`chat_scan_complete`: True once every staff member's chat list was read.
+        """
         if end <= start:
+            self.chat_scan_complete = True
             return
         chats: dict[str, tuple[Chat, str]] = {}
+        complete = True
         for mailbox_id in self._staff_ids():
             try:
                 for raw in self._graph.iter_items(
@@ -905,6 +1281,8 @@ class Collector:
             except GraphError as exc:
                 # Chats we could not list may hide contact with pupils; the poll is partial.
                 self.errors.append(f"chats of {mailbox_id}: {exc.reason}")
+                complete = False
+        self.chat_scan_complete = complete
         for chat_id, (chat, mailbox_id) in sorted(chats.items()):
             session_id = session_id_for_chat(chat_id)
             if session_id in skip:

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from remote_guard import audit
 from remote_guard.consent.models import ApprovedActivityRow, ConsentRow, RegistrationRow
 from remote_guard.consent.registers import ApprovalStatus, Consent, Registers, Registration
 from remote_guard.exemptions.service import load_exemptions
@@ -70,6 +71,7 @@ def save_consent(
     row.withdrawn_at = consent.withdrawn_at
     row.recorded_by = recorded_by
     row.recorded_at = now
+    audit.record_row_change(session, row, object_type="consent")
     session.merge(row)
 
 
@@ -94,6 +96,7 @@ def save_registration(
     row.consent_id = consent_id
     row.recorded_by = recorded_by
     row.recorded_at = now
+    audit.record_row_change(session, row, object_type="registration")
     session.merge(row)
 
 
@@ -102,3 +105,4 @@ def save_approved_activity(
 ) -> None:
     if session.get(ApprovedActivityRow, name) is None:
         session.add(ApprovedActivityRow(name=name, approved_by=approved_by, approved_at=now))
+        audit.record(session, "activity.approved", object_type="activity", object_id=name)

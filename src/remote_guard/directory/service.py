@@ -35,6 +35,16 @@ class Directory:
     looked_up: dict[str, Person] = field(default_factory=dict)
     looked_up_found: set[str] = field(default_factory=set)  # ids the directory confirmed exist
 
+    def domains(self) -> frozenset[str]:
+        """The e-mail domains of the school's staff and pupils (from their UPNs and mail)."""
+        return frozenset(
+            address.rpartition("@")[2]
+            for address in self.by_address
+            if "@" in address
+            and self.people.get(self.by_address[address]) is not None
+            and self.people[self.by_address[address]].kind in (PersonKind.STAFF, PersonKind.PUPIL)
+        )
+
     def find_by_address(self, address: str | None) -> Person | None:
         if not address:
             return None
@@ -98,6 +108,13 @@ class Directory:
         primary = identity_set.primary()
         name = (primary.display_name if primary else None) or ""
         ident = (primary.id if primary else None) or fallback_id
+        user_type = (primary.user_identity_type if primary else None) or ""
+        if kind_name == "user" and user_type in _NO_ACCOUNT_USER_TYPES:
+            # A chat's teamworkUserIdentity says outright that there is no account behind it
+            # (someone who joined a meeting by link, or by phone): nothing to look up.
+            kind = _NO_ACCOUNT_USER_TYPES[user_type]
+            prefix = "phone" if kind is PersonKind.PHONE else "anon"
+            return Person(id=f"{prefix}:{ident}", display_name=name, kind=kind)
         if kind_name == "user" and primary is not None and primary.id:
             person = self.user(
                 primary.id, display_name=primary.display_name, tenant_id=primary.tenant_id
@@ -145,6 +162,15 @@ class Directory:
             PersonKind.EXTERNAL: "external",
         }.get(kind, "unknown")
         return Person(id=f"{prefix}:{member.id}", display_name=name, kind=kind)
+
+
+# teamworkUserIdentity.userIdentityType values (chat message senders, call events) of people
+# with no account of any tenant behind them.
+_NO_ACCOUNT_USER_TYPES = {
+    "anonymousGuest": PersonKind.ANONYMOUS,
+    "azureCommunicationServicesUser": PersonKind.ANONYMOUS,
+    "phoneUser": PersonKind.PHONE,
+}
 
 
 # conversationMember subtypes that carry no Entra user id, and who they are to the school.

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from remote_guard import audit
 from remote_guard.exemptions.exemption import Exemption, ExemptionScope
 from remote_guard.exemptions.models import ExemptionRow
 
@@ -30,6 +31,7 @@ def save_exemption(session: Session, exemption: Exemption) -> None:
     row.expires_at = exemption.expires_at
     row.revoked_at = exemption.revoked_at
     row.revoked_by = exemption.revoked_by
+    audit.record_row_change(session, row, object_type="exemption")
     session.merge(row)
 
 
@@ -45,6 +47,7 @@ def revoke_exemption(session: Session, exemption_id: str, *, by: str, now: datet
     if row.revoked_at is None:
         row.revoked_at = now
         row.revoked_by = by
+        audit.record_row_change(session, row, object_type="exemption", action="exemption.revoked")
     return _from_row(row)
 
 

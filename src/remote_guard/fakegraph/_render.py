@@ -189,7 +189,7 @@ def event_json(event: StoredEvent, *, zone: str | None, basic: bool) -> dict[str
         "responseRequested": True,
         "seriesMasterId": event.series_master_id,
         "showAs": "free" if event.is_cancelled else "busy",
-        "type": "occurrence" if event.series_master_id else "singleInstance",
+        "type": _event_type(event),
         "webLink": (
             "https://outlook.office365.com/owa/?itemid="
             f"{event.id.replace('=', '%3D')}&exvsurl=1&path=/calendar/item"
@@ -224,10 +224,21 @@ def event_json(event: StoredEvent, *, zone: str | None, basic: bool) -> dict[str
         },
         "onlineMeeting": dict(event.online_meeting) if event.online_meeting else None,
     }
+    if event.original_start is not None:
+        # Graph returns originalStart (always UTC) for occurrences and exceptions only.
+        data["originalStart"] = _ids.iso_z(event.original_start)
     if basic:
         del data["body"]
         del data["bodyPreview"]
     return data
+
+
+def _event_type(event: StoredEvent) -> str:
+    if not event.series_master_id:
+        return "singleInstance"
+    # An occurrence moved away from its place in the series is an exception.
+    moved = event.original_start is not None and event.original_start != event.start
+    return "exception" if moved else "occurrence"
 
 
 # What $select may name on an event (everything event_json writes).
@@ -240,7 +251,7 @@ EVENT_PROPERTIES = frozenset(
         "responseRequested", "seriesMasterId", "showAs", "type", "webLink", "onlineMeetingUrl",
         "isOnlineMeeting", "onlineMeetingProvider", "allowNewTimeProposals", "occurrenceId",
         "isDraft", "hideAttendees", "responseStatus", "body", "start", "end", "location",
-        "locations", "recurrence", "attendees", "organizer", "onlineMeeting",
+        "locations", "recurrence", "attendees", "organizer", "onlineMeeting", "originalStart",
     }
 )  # fmt: skip
 
@@ -415,20 +426,12 @@ def attendance_record_json(presence: Presence, meeting: Meeting) -> dict[str, An
         role = "Attendee"
     return {
         "id": who.id,
-        "emailAddress": who.email,
+        # Someone who joined by link typed a name only; Teams has no address for them.
+        "emailAddress": None if who.kind == "anonymous" else who.email,
         "totalAttendanceInSeconds": round(presence.seconds),
         "role": role,
         "registrationId": None,
-        "identity": {
-            "@odata.type": (
-                "#microsoft.graph.communicationsApplicationIdentity"
-                if who.kind == "bot"
-                else "#microsoft.graph.communicationsUserIdentity"
-            ),
-            "id": who.id,
-            "displayName": who.display_name,
-            "tenantId": who.tenant_id,
-        },
+        "identity": attendance_identity(who),
         "attendanceIntervals": [
             {
                 "joinDateTime": _ids.iso_z(start, 7),
@@ -437,6 +440,36 @@ def attendance_record_json(presence: Presence, meeting: Meeting) -> dict[str, An
             }
             for start, end in presence.intervals
         ],
+    }
+
+
+def attendance_identity(who: Identity) -> dict[str, Any]:
+    """An attendance record's ``identity``.
+
+    Graph documents it as a communicationsUserIdentity (an Entra user: object id and tenant) or
+    an azureCommunicationServicesUserIdentity (someone without an Entra account, who joined
+    through Teams' Azure Communication Services front end: no tenant). An anonymous joiner is the
+    second kind, named by the display name they typed. A bot is an application identity.
+    """
+    if who.kind == "bot":
+        return {
+            "@odata.type": "#microsoft.graph.communicationsApplicationIdentity",
+            "id": who.id,
+            "displayName": who.display_name,
+            "tenantId": None,
+        }
+    if who.kind == "anonymous":
+        return {
+            "@odata.type": "#microsoft.graph.azureCommunicationServicesUserIdentity",
+            "id": who.id,
+            "displayName": who.display_name,
+            "azureCommunicationServicesResourceId": None,
+        }
+    return {
+        "@odata.type": "#microsoft.graph.communicationsUserIdentity",
+        "id": who.id,
+        "displayName": who.display_name,
+        "tenantId": who.tenant_id,
     }
 
 
@@ -465,7 +498,9 @@ def communications_identity_set(who: Identity) -> dict[str, Any]:
     if who.kind == "bot":
         identity["application"] = {"id": who.id, "displayName": who.display_name}
     elif who.kind == "anonymous":
-        identity["guest"] = {"id": who.id, "displayName": who.display_name, "tenantId": None}
+        # communicationsGuestIdentity: "joined the communication without authentication"; it
+        # has an email property (the address if the joiner gave one) and no tenant.
+        identity["guest"] = {"id": who.id, "displayName": who.display_name, "email": who.email}
     elif who.kind == "phone":
         identity["phone"] = {"id": who.id, "displayName": who.display_name}
     else:

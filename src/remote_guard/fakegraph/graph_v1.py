@@ -37,6 +37,7 @@ from remote_guard.fakegraph._odata import (
 from remote_guard.fakegraph.faults import Fault, format_retry_after
 from remote_guard.fakegraph.tenant import (
     CallSession,
+    ChatMessage,
     DeltaCursor,
     DeltaState,
     Identity,
@@ -482,6 +483,30 @@ def _members(ctx: Context, *, transitive: bool, cast: str | None) -> GraphRespon
     return paged(request, state, items, context=context, max_top=MAX_TOP_DIRECTORY)
 
 
+def group_owners(ctx: Context) -> GraphResponse:
+    """``GET /groups/{id}/owners``: a team's owners (the fake's other groups have none)."""
+    request, state = ctx.request, ctx.state
+    group = _group(ctx)
+    selected = parse_select(
+        request, frozenset(_render.USER_PROPERTIES), "microsoft.graph.directoryObject"
+    )
+    team = state.teams.get(group.id)
+    owner_ids = team.owner_ids if team is not None else ()
+    items = [
+        {
+            "@odata.type": "#microsoft.graph.user",
+            **project(
+                _render.user_json(state.users[owner_id], state),
+                selected,
+                _render.USER_DEFAULT_PROPERTIES,
+            ),
+        }
+        for owner_id in owner_ids
+        if owner_id in state.users
+    ]
+    return paged(request, state, items, context="directoryObjects", max_top=MAX_TOP_DIRECTORY)
+
+
 def _cast(ctx: Context) -> str:
     cast = ctx.params["cast"].lower()
     if cast not in ("microsoft.graph.user", "microsoft.graph.group"):
@@ -786,13 +811,19 @@ def list_online_meetings(ctx: Context) -> GraphResponse:
         raise GraphError(400, "BadRequest", f"Invalid filter clause: {raw_filter}")
     value = odata_string(match.group(2))
     found: list[Meeting] = []
+    seen: set[str | None] = set()
     for meeting in state.all_meetings():
-        if not meeting.hosted_here or not meeting.involves(user.id):
+        if not meeting.hosted_here or meeting.online_meeting_id in seen:
+            continue
+        # The occurrences of a series are one onlineMeeting, found by whoever is in any of them.
+        occurrences = state.occurrences(meeting)
+        if not any(m.involves(user.id) for m in occurrences):
             continue
         if (match.group(1).lower() == "joinweburl" and meeting.join_url == value) or (
             match.group(1).lower() != "joinweburl" and meeting.join_meeting_id == value
         ):
-            found.append(meeting)
+            seen.add(meeting.online_meeting_id)
+            found.append(occurrences[0])
     body = {
         "@odata.context": odata_context(request, f"users('{ctx.params['user']}')/onlineMeetings"),
         "value": [
@@ -834,12 +865,18 @@ def _no_channel_meetings(meeting: Meeting, what: str) -> None:
 
 
 def _reports(ctx: Context, meeting: Meeting) -> list[CallSession]:
+    """One report per ended session: of every occurrence, for a recurring meeting (one
+    onlineMeeting), each report carrying that session's start and end."""
     delay = timedelta(seconds=ctx.state.faults.attendance_report_delay_seconds)
-    return [
-        session
-        for session in meeting.sessions
-        if session.has_attendance_report and ctx.now >= session.end + delay
-    ]
+    return sorted(
+        (
+            session
+            for occurrence in ctx.state.occurrences(meeting)
+            for session in occurrence.sessions
+            if session.has_attendance_report and ctx.now >= session.end + delay
+        ),
+        key=lambda s: (s.start, s.id),
+    )
 
 
 def _report(ctx: Context) -> tuple[Meeting, CallSession]:
@@ -847,7 +884,7 @@ def _report(ctx: Context) -> tuple[Meeting, CallSession]:
     _no_channel_meetings(meeting, "Attendance report")
     for session in _reports(ctx, meeting):
         if session.report_id == ctx.params["report"]:
-            return meeting, session
+            return ctx.state.meetings.get(session.meeting_key or "", meeting), session
     raise GraphError(404, "ResourceNotFound", "The specified attendance report could not be found.")
 
 
@@ -913,7 +950,8 @@ def _recordings(ctx: Context, kind: Literal["recording", "transcript"]) -> Graph
         _render.recording_json(
             r, meeting, base_url=ctx.request.base_url, user_segment=ctx.params["user"]
         )
-        for r in meeting.recordings
+        for occurrence in ctx.state.occurrences(meeting)
+        for r in occurrence.recordings
         if r.kind == kind and r.created <= ctx.now
     ]
     if "recording" in ctx.params:
@@ -1306,16 +1344,17 @@ def list_channel_messages(ctx: Context) -> GraphResponse:
     )
 
 
-def _channel_thread(ctx: Context) -> Meeting:
+def _channel_thread(ctx: Context) -> list[ChatMessage]:
+    """The messages of one channel post: every occurrence's, for a recurring channel meeting."""
     for meeting in _channel_meetings(ctx):
         if meeting.message_id == ctx.params["message"] and meeting.created <= ctx.now:
-            return meeting
+            return [m for occurrence in ctx.state.occurrences(meeting) for m in occurrence.messages]
     raise GraphError(404, "ResourceNotFound", "The message was not found.")
 
 
 def get_channel_message(ctx: Context) -> GraphResponse:
-    meeting = _channel_thread(ctx)
-    root = next(m for m in meeting.messages if m.reply_to_id is None)
+    messages = _channel_thread(ctx)
+    root = next(m for m in messages if m.reply_to_id is None)
     body = {
         "@odata.context": odata_context(ctx.request, "chatMessage/$entity"),
         **_render.chat_message_json(
@@ -1330,8 +1369,7 @@ def get_channel_message(ctx: Context) -> GraphResponse:
 
 
 def list_channel_replies(ctx: Context) -> GraphResponse:
-    meeting = _channel_thread(ctx)
-    replies = [m for m in meeting.messages if m.reply_to_id is not None]
+    replies = [m for m in _channel_thread(ctx) if m.reply_to_id is not None]
     return _messages_response(
         ctx,
         replies,
@@ -1362,6 +1400,7 @@ def _routes() -> list[Route]:
         r("GET", "groups/{group}/members", group_members, GROUP_MEMBER_READ),
         r("GET", "groups/{group}/members/{cast}", group_members_cast, GROUP_MEMBER_READ),
         r("GET", "groups/{group}/transitiveMembers", group_transitive_members, GROUP_MEMBER_READ),
+        r("GET", "groups/{group}/owners", group_owners, GROUP_MEMBER_READ),
         r(
             "GET",
             "groups/{group}/transitiveMembers/{cast}",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import select
 
@@ -41,6 +41,9 @@ from remote_guard.runtime import build_poller
 from remote_guard.settings import Settings, settings_from_mapping
 from remote_guard.store.db import transaction
 
+if TYPE_CHECKING:
+    from remote_guard.web.server import WebServer
+
 
 def scenario_clock(scenario: Scenario) -> Clock:
     """A clock that starts at the scenario's "now" and runs at real speed."""
@@ -58,9 +61,12 @@ def settings_for(
 ) -> Settings:
     """Settings that point the real client at the fake tenant, as a school's file would."""
     now = clock()
-    starts = [scenario.when(m.start, now) for m in scenario.meetings] + [
-        scenario.when(c.start, now) for c in scenario.calls
-    ]
+    starts = (
+        [scenario.when(m.start, now) for m in scenario.meetings]
+        + [scenario.when(c.start, now) for c in scenario.calls]
+        # A direct chat is a session from its first message in the window: reach them all.
+        + [scenario.when(m.at, now) for chat in scenario.chats for m in chat.messages]
+    )
     earliest = min(starts, default=now)
     latest = max(starts, default=now)
     lookback = max(36, int((now - earliest).total_seconds() // 3600) + 2)
@@ -163,9 +169,16 @@ def _exemption(
 ) -> Exemption:
     session_id = series_id = None
     if spec.session is not None:
-        url = server.join_url(spec.session)
-        session_id = session_id_for_join_url(url) if url else spec.session
-        series_id = getattr(server, "series_id", lambda _key: None)(spec.session) or session_id
+        # The session id the collector gives the scenario's meeting, call or chat.
+        sessions, _ = key_maps(scenario, server)
+        session_id = next((sid for sid, key in sessions.items() if key == spec.session), None)
+        if session_id is None:
+            session_id = spec.session  # nothing the collector can find: matches no session
+        meeting_keys = {meeting.key for meeting in scenario.meetings}
+        # A series exemption names the series as the collector reports it (the organiser's
+        # seriesMasterId); a meeting outside any series is its own series.
+        in_series = server.series_id(spec.session) if spec.session in meeting_keys else None
+        series_id = in_series or session_id
     granted_at = scenario.when(spec.granted_at, now)
     return Exemption(
         id=f"exemption-{spec.key}",
@@ -199,7 +212,10 @@ def key_maps(scenario: Scenario, server: FakeTenantServer) -> tuple[dict[str, st
     for meeting in scenario.meetings:
         url = server.join_url(meeting.key)
         if url and TEAMS_JOIN.match(url):
-            sessions[session_id_for_join_url(url)] = meeting.key
+            # The occurrences of a series share one join URL; each is its own session, named by
+            # its start in the series.
+            occurrence = server.occurrence_start(meeting.key)
+            sessions[session_id_for_join_url(url, occurrence)] = meeting.key
         else:
             # A meeting not on Teams is known by its calendar event's iCalUId.
             sessions[session_id_for_event(server.ical_uid(meeting.key))] = meeting.key
@@ -326,6 +342,66 @@ def _line(finding: dict[str, Any]) -> str:
     )
 
 
+def start_web_app(
+    server: FakeTenantServer,
+    settings: Settings,
+    *,
+    clock: Clock,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> tuple[WebServer, Settings]:
+    """Serve the web app for the fake tenant in a thread, on ``port`` (0: a free one).
+
+    The settings gain a ``[web]`` section with a fresh session secret, and the fake tenant
+    accepts the app's sign-in return address, as an admin registers it in Entra.
+
+    Raises:
+        OSError: the port cannot be bound.
+    """
+    import secrets
+
+    from pydantic import SecretStr
+
+    from remote_guard import audit
+    from remote_guard.fakegraph.identity import allow_redirect_uri
+    from remote_guard.graph.client import GraphClient
+    from remote_guard.settings import WebSettings
+    from remote_guard.store.db import make_engine, migrate, session_factory
+    from remote_guard.web.app import create_app
+    from remote_guard.web.server import WebServer, bind
+
+    sock = bind(host, port)
+    web = WebSettings(
+        host=host,
+        port=int(sock.getsockname()[1]),
+        session_secret=SecretStr(secrets.token_hex(32)),
+    )
+    settings = settings.model_copy(update={"web": web})
+    allow_redirect_uri(server.state, web.redirect_uri)
+    engine = make_engine(settings.database.url)
+    migrate(engine)
+    audit.configure(engine, settings.audit)
+    app = create_app(settings, session_factory(engine), GraphClient(settings.tenant), clock)
+    running = WebServer(app, sock)
+    running.start()
+    return running, settings
+
+
+def sign_in_guide(scenario: Scenario) -> str:
+    """How to sign in as each role of ``scenario``, for the demo's banner."""
+    labels = (("dsl", "DSL"), ("deputy_dsl", "Deputy DSL"), ("slt", "SLT"), ("teacher", "teacher"))
+    lines = []
+    for role, label in labels:
+        names = [person.name for person in scenario.people if role in person.roles]
+        if names:
+            shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+            lines.append(f"    as {label:<12} pick {shown}\n")
+    pupil = next((person.name for person in scenario.people if person.kind == "pupil"), None)
+    if pupil:
+        lines.append(f"    a pupil account ({pupil}) is offered too: remote_guard refuses it\n")
+    return "".join(lines)
+
+
 def run_demo(
     *,
     state_dir: Path,
@@ -333,8 +409,10 @@ def run_demo(
     cycles: int | None,
     out: TextIO = sys.stdout,
     stop: threading.Event | None = None,
+    web_port: int | None = 8000,
 ) -> int:
-    """The demo: the simulated federation over HTTPS, polled into SQLite, findings printed."""
+    """The demo: the simulated federation over HTTPS, polled into SQLite, findings printed, and
+    the web app on ``web_port`` (a free port if that one is taken; None: no web app)."""
     from remote_guard.logs import configure_logging
     from remote_guard.poll.scheduler import run_scheduled
     from remote_guard.settings import LoggingSettings
@@ -369,6 +447,7 @@ def run_demo(
 
         poller = build_poller(settings, clock=clock, on_finding=on_finding)
         import_registers(poller, scenario, server, clock=clock)
+        web = _start_demo_web(server, settings, scenario, clock=clock, port=web_port, out=out)
 
         def on_result(result: PollResult) -> None:
             with poller.db() as session:
@@ -389,10 +468,43 @@ def run_demo(
             )
             out.flush()
 
-        run_scheduled(
-            poller, interval_seconds=interval, max_cycles=cycles, on_result=on_result, stop=stop
-        )
+        try:
+            run_scheduled(
+                poller, interval_seconds=interval, max_cycles=cycles, on_result=on_result, stop=stop
+            )
+        finally:
+            if web is not None:
+                web.stop()
     return 0
+
+
+def _start_demo_web(
+    server: FakeTenantServer,
+    settings: Settings,
+    scenario: Scenario,
+    *,
+    clock: Clock,
+    port: int | None,
+    out: TextIO,
+) -> WebServer | None:
+    """Start the demo's web app and say where it is and how to sign in as each role."""
+    if port is None:
+        return None
+    try:
+        web, web_settings = start_web_app(server, settings, clock=clock, port=port)
+    except OSError:
+        # Port taken (another demo, another app): any free port will do for a demo.
+        web, web_settings = start_web_app(server, settings, clock=clock, port=0)
+    out.write(
+        f"Web app: open {web_settings.web.base_url} and sign in. The sign-in page is the fake "
+        "tenant's (simulated Microsoft sign-in): pick who to be.\n"
+        + sign_in_guide(scenario)
+        + "  Your browser will warn that the simulated tenant's certificate is not trusted: it is "
+        f"signed by the demo's own CA ({server.ca_path}). Continue past the warning, or import "
+        "that CA into the browser.\n\n"
+    )
+    out.flush()
+    return web
 
 
 def serve_fake_tenant(

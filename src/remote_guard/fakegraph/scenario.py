@@ -233,6 +233,9 @@ class MeetingSpec(_Spec):
     recordings: list[RecordingSpec] = Field(default_factory=list)
     call_record: bool = True  # whether Graph has a call record once the meeting has ended
     attendance_report: bool = True  # whether an attendance report exists once it has ended
+    # False: an ad-hoc ("Meet now") meeting with no calendar event; Graph has its onlineMeeting,
+    # chat and, once it has ended, call record and attendance report, but no calendar shows it.
+    calendar: bool = True
 
 
 class PeerCallSpec(_Spec):
@@ -439,6 +442,7 @@ def _reference_problems(scenario: Scenario) -> list[str]:
     checker.keys()
     checker.directory()
     checker.meetings()
+    checker.ad_hoc_meetings()
     checker.calls_and_chats()
     checker.registers()
     checker.expectations()
@@ -560,6 +564,50 @@ class _ReferenceChecker:
                 self.problems.append(
                     f"meetings: series {series!r} has more than one organizer "
                     f"({', '.join(sorted(organizers))}); a series belongs to one calendar"
+                )
+        self.series_share_one_meeting()
+
+    def series_share_one_meeting(self) -> None:
+        """The occurrences of a recurring Teams meeting are one onlineMeeting (one join URL, one
+        set of meeting options, one chat), so what that meeting holds must agree."""
+        by_series: dict[str, list[MeetingSpec]] = {}
+        for meeting in self.scenario.meetings:
+            if meeting.series is not None:
+                by_series.setdefault(meeting.series, []).append(meeting)
+        for series, meetings in sorted(by_series.items()):
+            first = meetings[0]
+            for field_name in ("channel", "is_online", "provider", "settings"):
+                if any(getattr(m, field_name) != getattr(first, field_name) for m in meetings):
+                    self.problems.append(
+                        f"meetings: series {series!r} has occurrences with different "
+                        f"{field_name}; the occurrences of a series share one Teams meeting"
+                    )
+            for meeting in meetings:
+                if not meeting.calendar:
+                    self.problems.append(
+                        f"meetings[{meeting.key}].calendar: a series occurrence is on a calendar "
+                        "by definition; an ad-hoc meeting (calendar: false) has no series"
+                    )
+
+    def ad_hoc_meetings(self) -> None:
+        """A meeting without a calendar event is a Teams "Meet now" held in this tenant."""
+        for meeting in self.scenario.meetings:
+            if meeting.calendar:
+                continue
+            where = f"meetings[{meeting.key}]"
+            if not meeting.is_online or meeting.provider != "teamsForBusiness":
+                self.problems.append(
+                    f"{where}.calendar: only a Teams meeting (is_online, provider "
+                    "teamsForBusiness) can exist without a calendar event"
+                )
+            if meeting.organizer not in self.person_keys:
+                self.problems.append(
+                    f"{where}.calendar: an ad-hoc meeting is started by a person of this tenant, "
+                    f"not {meeting.organizer!r}"
+                )
+            if meeting.invitees:
+                self.problems.append(
+                    f"{where}.invitees: an ad-hoc meeting (calendar: false) has no invitation"
                 )
 
     def calls_and_chats(self) -> None:

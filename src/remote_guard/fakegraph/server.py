@@ -93,6 +93,16 @@ class FakeTenantServer:
         """
         return self.state.meetings[meeting_key].join_url
 
+    def occurrence_start(self, meeting_key: str) -> datetime | None:
+        """The start of the meeting in its series (its calendar events' ``originalStart``), or
+        None if it is not an occurrence of a recurring meeting.
+
+        Raises:
+            KeyError: no meeting has that key.
+        """
+        meeting = self.state.meetings[meeting_key]
+        return meeting.start if meeting.series_key is not None else None
+
     def ical_uid(self, meeting_key: str) -> str:
         """The ``iCalUId`` of the scenario meeting's calendar events (the same in every mailbox).
 

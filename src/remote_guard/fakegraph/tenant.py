@@ -262,6 +262,9 @@ class StoredEvent:
     transaction_id: str | None = None
     revision: int = 0
     series_master_id: str | None = None  # set on an occurrence of a recurring meeting
+    # An occurrence's start when the series was made (Graph's originalStart): it stays the same
+    # when the occurrence is moved, which makes it an exception.
+    original_start: datetime | None = None
 
     @property
     def change_key(self) -> str:
@@ -383,6 +386,9 @@ class TenantState:
         self.peer_calls: list[CallSession] = []
         self.chats: dict[str, Chat] = {}
         self.calendars: dict[str, dict[str, StoredEvent]] = {}
+        self._series_created: dict[str, datetime] = {}
+        # Message ids already used in each chat or channel thread (a series shares its thread).
+        self._thread_message_ids: dict[str, set[str]] = {}
         self._build()
 
     # --- clock ----------------------------------------------------------------------------------
@@ -476,10 +482,19 @@ class TenantState:
                 is_team=True,
                 created=created,
             )
+        # The occurrences of a recurring meeting are one Teams meeting, made when the series was:
+        # two days before its first occurrence (or before now, whichever is earlier).
+        for spec in scenario.meetings:
+            if spec.series is not None:
+                first = self._series_created.get(spec.series)
+                created = min(self.when(spec.start), self.reference_now) - timedelta(days=2)
+                self._series_created[spec.series] = min(created, first or created)
         for spec in scenario.meetings:
             meeting = self._build_meeting(spec)
             self.meetings[spec.key] = meeting
-            self._add_calendar_copies(meeting, cancelled=spec.cancelled)
+            if spec.calendar:
+                # An ad-hoc ("Meet now") meeting is on nobody's calendar.
+                self._add_calendar_copies(meeting, cancelled=spec.cancelled)
             if meeting.hosted_here and not meeting.is_channel_meeting:
                 self._add_meeting_chat(meeting)
         for call in scenario.calls:
@@ -616,8 +631,13 @@ class TenantState:
         tenant = self.tenant_id
         organizer = self.identities[spec.organizer]
         start, end = self.when(spec.start), self.when(spec.end)
+        if created is None and spec.series is not None:
+            created = self._series_created.get(spec.series)
         if created is None:
             created = min(start, self.reference_now) - timedelta(days=2)
+        # What identifies the Teams meeting: the series for an occurrence of a recurring meeting
+        # (all occurrences share one join URL, onlineMeeting and chat), else the meeting itself.
+        link_key = f"series:{spec.series}" if spec.series is not None else spec.key
         attendees, invited_ids = self._invitees(spec, organizer)
         team: Team | None = None
         channel: Channel | None = None
@@ -629,7 +649,7 @@ class TenantState:
         thread_id = message_id = join_url = online_meeting_id = None
         if is_teams:
             thread_id, message_id, join_url = self._teams_links(
-                spec, organizer, channel, created, key_kind
+                link_key, organizer, channel, created, key_kind
             )
         hosted_here = is_teams and organizer.in_tenant
         if hosted_here and thread_id is not None and message_id is not None:
@@ -666,12 +686,12 @@ class TenantState:
             join_url=join_url,
             online_meeting_id=online_meeting_id,
             ical_uid=_ids.ical_uid(tenant, key_kind, spec.key),
-            join_meeting_id=_ids.digits(tenant, "join-meeting-id", spec.key, count=12),
-            passcode=base64.b32encode(_ids.digest(tenant, "passcode", spec.key, size=5))
+            join_meeting_id=_ids.digits(tenant, "join-meeting-id", link_key, count=12),
+            passcode=base64.b32encode(_ids.digest(tenant, "passcode", link_key, size=5))
             .decode()[:6]
             .replace("0", "x"),
-            conference_id=_ids.digits(tenant, "conference", spec.key, count=9),
-            video_teleconference_id=_ids.digits(tenant, "vtc", spec.key, count=10),
+            conference_id=_ids.digits(tenant, "conference", link_key, count=9),
+            video_teleconference_id=_ids.digits(tenant, "vtc", link_key, count=10),
             presences=presences,
             sessions=sessions,
             messages=(),
@@ -709,7 +729,7 @@ class TenantState:
 
     def _teams_links(
         self,
-        spec: MeetingSpec,
+        link_key: str,
         organizer: Identity,
         channel: Channel | None,
         created: datetime,
@@ -724,14 +744,14 @@ class TenantState:
         if channel is not None:
             # A channel meeting is a post in the channel; its id is a Teams message id (ms).
             message_id = str(
-                _ids.millis(created) + int(_ids.digits(tenant, key_kind, spec.key, count=3))
+                _ids.millis(created) + int(_ids.digits(tenant, key_kind, link_key, count=3))
             )
             join_url = (
                 "https://teams.microsoft.com/l/meetup-join/"
                 f"{_encode_thread(channel.id)}/{message_id}{context}"
             )
             return channel.id, message_id, join_url
-        thread_id = _ids.meeting_thread_id(tenant, f"{key_kind}:{spec.key}")
+        thread_id = _ids.meeting_thread_id(tenant, f"{key_kind}:{link_key}")
         join_url = (
             f"https://teams.microsoft.com/l/meetup-join/{_encode_thread(thread_id)}/0{context}"
         )
@@ -765,7 +785,12 @@ class TenantState:
         """The meeting chat (or, for a channel meeting, the post and its replies), by time."""
         thread_id = meeting.thread_id or ""
         in_channel = meeting.channel is not None
-        used: set[str] = {meeting.message_id} if in_channel and meeting.message_id else set()
+        # The occurrences of a series share one thread (and, in a channel, one post): message
+        # ids stay unique across them, and the post itself is written once.
+        first_in_thread = thread_id not in self._thread_message_ids
+        used = self._thread_message_ids.setdefault(thread_id, set())
+        if in_channel and meeting.message_id:
+            used.add(meeting.message_id)
         messages = self._build_messages(
             thread_id,
             spec.chat,
@@ -776,7 +801,7 @@ class TenantState:
             used=used,
         )
         messages += self._recording_messages(meeting, thread_id, used)
-        if in_channel:
+        if in_channel and first_in_thread:
             root = ChatMessage(
                 id=meeting.message_id or "0",
                 chat_id=thread_id,
@@ -1018,16 +1043,26 @@ class TenantState:
         members = [meeting.organizer]
         members.extend(self.users[uid] for uid in meeting.invited_user_ids if uid in self.users)
         members.extend(p.who for p in meeting.presences if p.who.kind in ("member", "guest"))
+        messages = meeting.messages
+        meeting_key = meeting.key
+        existing = self.chats.get(meeting.thread_id)
+        if existing is not None:
+            # Another occurrence of the same series: one chat holds the whole series.
+            members = [*existing.members, *members]
+            messages = tuple(
+                sorted((*existing.messages, *messages), key=lambda m: (m.created, m.id))
+            )
+            meeting_key = existing.meeting_key or meeting.key
         unique = tuple({m.id: m for m in members}.values())
         self.chats[meeting.thread_id] = Chat(
             id=meeting.thread_id,
             chat_type="meeting",
-            topic=meeting.subject,
-            created=meeting.created,
+            topic=existing.topic if existing is not None else meeting.subject,
+            created=min(meeting.created, existing.created) if existing else meeting.created,
             members=unique,
             owner_ids=(meeting.organizer.id,),
-            messages=meeting.messages,
-            meeting_key=meeting.key,
+            messages=messages,
+            meeting_key=meeting_key,
         )
 
     def _add_calendar_copies(self, meeting: Meeting, *, cancelled: bool) -> None:
@@ -1066,6 +1101,7 @@ class TenantState:
                 last_modified=meeting.created,
                 meeting_key=meeting.key,
                 series_master_id=self.series_master_id(meeting, mailbox),
+                original_start=meeting.start if meeting.series_key is not None else None,
             )
             self.calendars.setdefault(mailbox, {})[event.id] = event
 
@@ -1104,10 +1140,20 @@ class TenantState:
         return None
 
     def meeting_by_online_id(self, meeting_id: str) -> Meeting | None:
-        for meeting in self.meetings.values():
-            if meeting.online_meeting_id == meeting_id:
-                return meeting
-        return None
+        """The meeting with this onlineMeeting id; for a recurring meeting, its first occurrence
+        (the series is one onlineMeeting)."""
+        found = [m for m in self.meetings.values() if m.online_meeting_id == meeting_id]
+        return min(found, key=lambda m: (m.start, m.key)) if found else None
+
+    def occurrences(self, meeting: Meeting) -> list[Meeting]:
+        """Every meeting that is the same Teams meeting as ``meeting`` (the occurrences of its
+        series, by start), or just ``meeting``."""
+        if meeting.online_meeting_id is None or meeting.series_key is None:
+            return [meeting]
+        return sorted(
+            (m for m in self.meetings.values() if m.online_meeting_id == meeting.online_meeting_id),
+            key=lambda m: (m.start, m.key),
+        )
 
     def all_sessions(self) -> list[CallSession]:
         sessions = [s for m in self.meetings.values() for s in m.sessions]

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from remote_guard import audit
 from remote_guard.exemptions.exemption import ExemptionRef
 from remote_guard.findings.models import FindingEventRow, FindingRow
 from remote_guard.rules.base import Finding, Status
@@ -109,6 +110,7 @@ def record_findings(
         result.retired += 1
     session.flush()
     session.add_all(events)
+    audit.record_finding_events(session, events)
     session.flush()
     return result
 

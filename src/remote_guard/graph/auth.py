@@ -41,6 +41,25 @@ class PinnedSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+def client_credential(tenant: TenantSettings) -> str | dict[str, str]:
+    """The app's credential as MSAL takes it: the certificate (preferred) or the client secret.
+
+    Raises:
+        GraphAuthError: neither is configured.
+        OSError: the certificate file cannot be read.
+    """
+    if tenant.certificate_path is not None:
+        pem = tenant.certificate_path.read_text(encoding="utf-8")
+        return {
+            "private_key": pem,
+            "thumbprint": tenant.certificate_thumbprint or "",
+            "public_certificate": pem,
+        }
+    if tenant.client_secret is None:
+        raise GraphAuthError("no client secret or certificate is configured", endpoint="token")
+    return tenant.client_secret.get_secret_value()
+
+
 class TokenProvider:
     """Hands out app-only access tokens for one tenant.
 
@@ -55,16 +74,7 @@ class TokenProvider:
         self.tokens_issued = 0  # tokens obtained from the identity platform, not the cache
 
     def _credential(self) -> str | dict[str, str]:
-        if self._tenant.certificate_path is not None:
-            pem = self._tenant.certificate_path.read_text(encoding="utf-8")
-            return {
-                "private_key": pem,
-                "thumbprint": self._tenant.certificate_thumbprint or "",
-                "public_certificate": pem,
-            }
-        if self._tenant.client_secret is None:
-            raise GraphAuthError("no client secret or certificate is configured", endpoint="token")
-        return self._tenant.client_secret.get_secret_value()
+        return client_credential(self._tenant)
 
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is None:

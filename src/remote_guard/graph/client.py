@@ -45,6 +45,7 @@ _LITERAL_SEGMENTS = frozenset(
         "users",
         "groups",
         "transitiveMembers",
+        "owners",
         "members",
         "calendarView",
         "delta",

@@ -551,6 +551,8 @@ class Event(GraphModel):
     is_organizer: bool | None = None
     type: Text | None = None
     series_master_id: Text | None = None
+    # An occurrence's (or exception's) start in its series, always UTC; absent on single events.
+    original_start: UtcDateTime | None = None
     created_date_time: UtcDateTime | None = None
     last_modified_date_time: UtcDateTime | None = None
     web_link: Text | None = None

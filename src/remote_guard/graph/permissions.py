@@ -33,6 +33,13 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
     ),
     GraphCall(
         "GET",
+        "/groups/{id}/owners",
+        "GroupMember.Read.All",
+        False,
+        "Web sign-in: who owns each class team (its teachers see that class's pupils)",
+    ),
+    GraphCall(
+        "GET",
         "/groups",
         "GroupMember.Read.All",
         False,

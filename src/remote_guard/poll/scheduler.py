@@ -21,6 +21,25 @@ def job_id(tenant_id: str) -> str:
     return f"poll:{tenant_id}"
 
 
+def purge_job_id(tenant_id: str) -> str:
+    return f"purge:{tenant_id}"
+
+
+# The daily retention purge runs in the quiet of the night, school local time.
+PURGE_HOUR, PURGE_MINUTE = 2, 30
+
+
+def daily_purge(poller: Poller) -> None:
+    """Remove what retention says is due (the purge logs and audits what it removed); an error
+    is logged and never stops the poller."""
+    from remote_guard.privacy.retention import purge
+
+    try:
+        purge(poller.db, poller.settings.retention, now=poller.clock())
+    except Exception:
+        log.exception("purge.failed")
+
+
 def run_scheduled(
     poller: Poller,
     *,
@@ -79,6 +98,18 @@ def run_scheduled(
         coalesce=True,
         next_run_time=datetime.now(UTC),
         misfire_grace_time=None,
+    )
+    scheduler.add_job(
+        daily_purge,
+        "cron",
+        args=(poller,),
+        hour=PURGE_HOUR,
+        minute=PURGE_MINUTE,
+        timezone=poller.settings.school_day.timezone,
+        id=purge_job_id(poller.settings.tenant.tenant_id),
+        name="retention purge",
+        max_instances=1,
+        coalesce=True,
     )
     scheduler.start()
     log.info("poller.started", interval_seconds=interval_seconds)

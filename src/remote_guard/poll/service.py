@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,8 +18,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from remote_guard import audit
 from remote_guard.clock import Clock
-from remote_guard.collect.collector import Collector
+from remote_guard.collect.collector import Collected, Collector
 from remote_guard.collect.models import SessionRow, SnapshotRow
 from remote_guard.collect.snapshot import SessionSnapshot
 from remote_guard.consent.registers import Registers
@@ -30,7 +31,7 @@ from remote_guard.findings.service import RecordResult, record_findings
 from remote_guard.graph.client import GraphClient
 from remote_guard.graph.errors import GraphError
 from remote_guard.policy.profile import Policy
-from remote_guard.poll.models import PollRunRow
+from remote_guard.poll.models import CheckpointRow, PollRunRow
 from remote_guard.rules.base import (
     HISTORY_DAYS,
     OPEN_STATUSES,
@@ -61,6 +62,8 @@ class Poller:
     registry: Mapping[str, Rule]
     clock: Clock
     on_finding: FindingListener | None = None  # told of each new or changed open finding
+    # The e-mail domains of the school's accounts, refreshed from the directory each cycle.
+    school_domains: frozenset[str] = frozenset()
 
     @property
     def school_day(self) -> SchoolDay:
@@ -82,6 +85,7 @@ class Poller:
             registers=registers,
             school_day=self.school_day,
             history=history,
+            school_domains=self.school_domains,
         )
 
     def rule_ids(self, stage: int) -> set[str]:
@@ -110,7 +114,7 @@ def snapshot_digest(snapshot: SessionSnapshot) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def run_poll(poller: Poller) -> PollResult:
+def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read top to bottom; the audit hooks at its start and end take it past 50)
     """Run one full poll cycle and record it as a poll run.
 
     Never raises for Graph trouble: a cycle that could not read something ends ``partial`` or
@@ -131,6 +135,9 @@ def run_poll(poller: Poller) -> PollResult:
                 graph={},
             )
         )
+        audit.record(
+            session, "poll.started", object_type="poll_run", object_id=run_id, run_id=run_id
+        )
     requests_before = poller.graph.stats.total
     counts: Counter[str] = Counter()
     errors: list[str] = []
@@ -145,27 +152,34 @@ def run_poll(poller: Poller) -> PollResult:
         bound_log.error("poll.directory_failed", reason=exc.reason)
     else:
         counts["people"] = len(directory.people)
+        poller.school_domains = directory.domains()
         window_start = started - timedelta(hours=poller.settings.poll.lookback_hours)
         window_end = started + timedelta(days=poller.settings.poll.lookahead_days)
-        with poller.db() as session:
-            final_ids = set(
-                session.scalars(
-                    select(SessionRow.id).where(
-                        SessionRow.final_collected_at.is_not(None),
-                        SessionRow.scheduled_start >= window_start,
-                    )
-                )
-            )
+        final_ids = _final_session_ids(poller, window_start)
         collector = Collector(
             graph=poller.graph,
             settings=poller.settings,
             directory=directory,
             clock=poller.clock,
+            keep_pupil_only_meetings="pupils_without_staff" in poller.rule_ids(stage=1),
         )
         seen: set[str] = set()
         evaluated: dict[str, SessionSnapshot] = {}
-        for collected in collector.collect(
-            window_start=window_start, window_end=window_end, skip=final_ids
+        # Chats are Teams resources: read at most every direct_chats_every_hours (Microsoft asks
+        # for once a day), each read covering everything since the last one. Chat sessions read
+        # earlier keep their stored findings in between.
+        chat_scan = _ChatScan.due(poller, started, window_start)
+        for collected in chat_scan.recorded(
+            poller,
+            collector,
+            collector.collect(
+                window_start=window_start,
+                window_end=window_end,
+                skip=final_ids,
+                read_chats=chat_scan.read,
+                chats_since=chat_scan.since,
+            ),
+            counts,
         ):
             seen.add(collected.snapshot.session_id)
             evaluated[collected.snapshot.session_id] = collected.snapshot
@@ -219,6 +233,14 @@ def run_poll(poller: Poller) -> PollResult:
             row.counts = dict(counts)
             row.errors = errors[:200]
             row.graph = graph
+        audit.record(
+            session,
+            "poll.finished",
+            object_type="poll_run",
+            object_id=run_id,
+            run_id=run_id,
+            after={"status": status, "counts": dict(counts), "errors": errors[:50], "graph": graph},
+        )
     bound_log.info(
         "poll.finished",
         status=status,
@@ -235,6 +257,76 @@ def run_poll(poller: Poller) -> PollResult:
         errors=errors,
         graph=graph,
     )
+
+
+def _final_session_ids(poller: Poller, window_start: datetime) -> set[str]:
+    """Sessions in the window already read in full (they are not read from Graph again)."""
+    with poller.db() as session:
+        return set(
+            session.scalars(
+                select(SessionRow.id).where(
+                    SessionRow.final_collected_at.is_not(None),
+                    SessionRow.scheduled_start >= window_start,
+                )
+            )
+        )
+
+
+# How far back a chat read may reach to catch up after the service was stopped.
+_CHAT_CATCH_UP = timedelta(days=29)
+
+
+@dataclass(frozen=True)
+class _ChatScan:
+    """Whether a poll reads staff members' chats outside meetings, and from when.
+
+    The time of the last complete read is kept in the ``checkpoints`` table.
+    """
+
+    read: bool
+    since: datetime
+    started: datetime
+
+    @staticmethod
+    def key(poller: Poller) -> str:
+        return f"direct_chats:{poller.settings.tenant.tenant_id}"
+
+    @classmethod
+    def due(cls, poller: Poller, started: datetime, window_start: datetime) -> _ChatScan:
+        """Due when ``direct_chats_every_hours`` have passed since the last complete read (or
+        there was none). A read covers every message since the last one (so none falls between
+        two reads), or the look-back window if that reaches further."""
+        with poller.db() as session:
+            row = session.get(CheckpointRow, cls.key(poller))
+        if row is None:
+            return cls(read=True, since=window_start, started=started)
+        last = datetime.fromisoformat(row.value)
+        every = timedelta(hours=poller.settings.poll.direct_chats_every_hours)
+        if started - last < every:
+            return cls(read=False, since=window_start, started=started)
+        since = min(window_start, max(last, started - _CHAT_CATCH_UP))
+        return cls(read=True, since=since, started=started)
+
+    def recorded(
+        self,
+        poller: Poller,
+        collector: Collector,
+        collected: Iterator[Collected],
+        counts: Counter[str],
+    ) -> Iterator[Collected]:
+        """Pass ``collected`` through; once it is exhausted, remember a complete chat read (a
+        partial one, where some staff member's chats could not be listed, is retried)."""
+        yield from collected
+        if not (self.read and collector.chat_scan_complete):
+            return
+        with transaction(poller.db) as session:
+            row = session.get(CheckpointRow, self.key(poller))
+            if row is None:
+                row = CheckpointRow(key=self.key(poller))
+                session.add(row)
+            row.value = self.started.isoformat()
+            row.updated_at = self.started
+        counts["chat_scans"] += 1
 
 
 def _stored_final_snapshots(poller: Poller, session_ids: set[str]) -> list[SessionSnapshot]:

@@ -130,3 +130,37 @@ def session_label(snapshot: SessionSnapshot, context: RuleContext) -> str:
     subject = f"\u201c{snapshot.subject}\u201d" if snapshot.subject else "a meeting"
     start = snapshot.scheduled_start or snapshot.actual_start
     return f"{subject} ({local_time(start, context)})" if start is not None else subject
+
+
+_SCHOOL_ACCOUNT_KINDS = frozenset({PersonKind.STAFF, PersonKind.PUPIL})
+
+
+def email_domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
+
+
+def school_domains(snapshot: SessionSnapshot, context: RuleContext) -> set[str]:
+    """The school's e-mail domains: from the directory when the poller gave them, plus those of
+    the school's own accounts seen in the session."""
+    domains = set(context.school_domains)
+    domains |= {
+        email_domain(person.email)
+        for person in snapshot.people.values()
+        if person.kind in _SCHOOL_ACCOUNT_KINDS and person.email
+    }
+    organizer = snapshot.people.get(snapshot.organizer_id or "")
+    if (
+        organizer is not None
+        and organizer.kind in _SCHOOL_ACCOUNT_KINDS
+        and snapshot.organizer_email
+    ):
+        domains.add(email_domain(snapshot.organizer_email))
+    return domains
+
+
+def staff_involved(snapshot: SessionSnapshot) -> set[str]:
+    """Members of staff who organised, were invited to, or attended the session."""
+    candidates = {snapshot.organizer_id or "", *snapshot.invitee_ids} | {
+        presence.person_id for presence in snapshot.presence or []
+    }
+    return {pid for pid in candidates if pid and snapshot.person(pid).kind is PersonKind.STAFF}

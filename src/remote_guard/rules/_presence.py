@@ -92,6 +92,9 @@ def planned_pair(snapshot: SessionSnapshot) -> tuple[str, str] | None:
     """The staff member and pupil of a meeting planned for exactly the two of them, if it is."""
     if snapshot.channel is not None or snapshot.invitee_emails:
         return None
+    if snapshot.organizer_id is None and snapshot.organizer_email:
+        # An organiser nobody could identify (an outside address) is a third person.
+        return None
     invited = set(snapshot.invitee_ids)
     if snapshot.organizer_id:
         invited.add(snapshot.organizer_id)

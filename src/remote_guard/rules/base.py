@@ -142,6 +142,8 @@ class RuleContext:
     # Unexempted breaches of the people in this session, this session's own included, from the
     # sessions of the last HISTORY_DAYS days; only second-stage rules get it.
     history: tuple[PriorBreach, ...] = ()
+    # The e-mail domains of the school's own accounts (from the directory); empty if unknown.
+    school_domains: frozenset[str] = frozenset()
 
 
 class Rule(Protocol):

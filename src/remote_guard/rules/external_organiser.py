@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from remote_guard.collect.snapshot import Missing, Person, PersonKind, SessionKind, SessionSnapshot
 from remote_guard.rules._people import (
     OUTSIDER_KINDS,
+    email_domain,
     expected_pupils,
     pupil_sources,
+    school_domains,
     session_label,
 )
 from remote_guard.rules.base import NoParams, Outcome, RuleContext, Severity, Verdict
@@ -80,6 +82,30 @@ class ExternalOrganiser:
             "school_tenant_id": context.tenant_id,
             "expected_pupil_ids": pupils,
         }
+        domain = email_domain(snapshot.organizer_email) if snapshot.organizer_email else None
+        known = school_domains(snapshot, context)
+        if snapshot.organizer_id is None and domain and known and domain not in known:
+            # The invitation came from an address outside the school's own domains (a personal
+            # or another organisation's account): the catalogue's 7.2.k and NG-3 signal.
+            evidence["school_domains"] = sorted(known)
+            return [
+                Outcome(
+                    verdict=Verdict.BREACH,
+                    observed=f"organised from an outside address ({domain})",
+                    message=(
+                        f"{label} with {_pupil_names(snapshot, pupils)} was organised from "
+                        f"{snapshot.organizer_email}, an address outside the school's domains, "
+                        "not a school account."
+                    ),
+                    next_step=(
+                        "DSL: find out who arranged the session and why pupils were invited. "
+                        "Sessions with pupils must be organised from a school account in the "
+                        "school's Teams; staff should not accept or forward such invitations."
+                    ),
+                    evidence=evidence,
+                    sources=sources,
+                )
+            ]
         if snapshot.organizer_id is None:
             return [
                 Outcome(

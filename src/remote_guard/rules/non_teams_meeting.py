@@ -43,6 +43,11 @@ _HOST_NAMES = (
     ("goto.com", "GoTo Meeting"),
     ("meet.jit.si", "Jitsi Meet"),
     ("skype.com", "Skype"),
+    ("teams.live.com", "Teams (personal account)"),
+    ("g.co", "Google Meet"),
+    ("meet.app.goo.gl", "Google Meet"),
+    ("whatsapp.com", "WhatsApp"),
+    ("wa.me", "WhatsApp"),
     ("discord.gg", "Discord"),
     ("discord.com", "Discord"),
     ("facetime.apple.com", "FaceTime"),
@@ -171,6 +176,9 @@ def reduce_link(link: str) -> str:
     ``https://us06web.zoom.us/j/85512345678?pwd=x`` -> ``https://us06web.zoom.us/j/85512345678``.
     """
     parts = urlsplit(link.strip())
+    if parts.scheme.lower() == "skype":
+        # skype:name?call - the account name is the link; the query is the action.
+        return f"skype:{parts.path.rstrip('.,;:)]')}"
     host = (parts.hostname or "").lower()
     # A link at the end of a sentence picks up its full stop or bracket.
     path = parts.path.rstrip(".,;:)]'\"")
@@ -179,6 +187,8 @@ def reduce_link(link: str) -> str:
 
 def service_of(link: str) -> str:
     """The name of the service a link belongs to (``Zoom``), or its host if not known."""
+    if link.lower().startswith("skype:"):
+        return "Skype"
     host = (urlsplit(link).hostname or "").lower()
     for suffix, name in _HOST_NAMES:
         if host == suffix or host.endswith("." + suffix):

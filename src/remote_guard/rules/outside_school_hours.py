@@ -27,7 +27,7 @@ from remote_guard.collect.snapshot import (
     SessionPhase,
     SessionSnapshot,
 )
-from remote_guard.rules._people import expected_pupils
+from remote_guard.rules._people import expected_pupils, staff_involved
 from remote_guard.rules._presence import merged_intervals
 from remote_guard.rules.base import Outcome, RuleContext, SchoolDay, Severity, Verdict
 
@@ -246,12 +246,13 @@ class _Checker:
 def _pupils_involved(snapshot: SessionSnapshot) -> set[str]:
     """The pupils a session brings staff into contact with.
 
-    Meetings: the pupils expected in it (invited, present, or in the channel's team). Direct
-    calls and chats: the pupils among the people and members, provided someone who is not a
-    pupil is there too (pupils talking among themselves are not staff contact).
+    Meetings: the pupils expected in it (invited, present, or in the channel's team), provided
+    a member of staff organised, was invited to or attended it. Direct calls and chats: the
+    pupils among the people and members, provided someone who is not a pupil is there too
+    (pupils talking among themselves are not staff contact).
     """
     if snapshot.kind not in (SessionKind.PEER_TO_PEER, SessionKind.DIRECT_CHAT):
-        return expected_pupils(snapshot)
+        return expected_pupils(snapshot) if staff_involved(snapshot) else set()
     ids = set(snapshot.people) | set(snapshot.member_ids)
     ids |= {presence.person_id for presence in snapshot.presence or []}
     pupils = {pid for pid in ids if snapshot.person(pid).kind is PersonKind.PUPIL}

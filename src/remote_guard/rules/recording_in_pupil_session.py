@@ -61,9 +61,9 @@ class RecordingInPupilSession:
         "NG-10",
     )
     severity: ClassVar[Severity] = Severity.HIGH
-    requires: ClassVar[frozenset[Missing]] = frozenset(
-        {Missing.RECORDINGS, Missing.PRESENCE, Missing.DIRECTORY}
-    )
+    # Attendance is needed only when there is a recording: a session read to have no recording
+    # passes even if attendance could not be read (the rule says UNKNOWN itself otherwise).
+    requires: ClassVar[frozenset[Missing]] = frozenset({Missing.RECORDINGS, Missing.DIRECTORY})
     stage: ClassVar[int] = 1
     Params: ClassVar[type[BaseModel]] = Params
 

@@ -51,9 +51,10 @@ class Params(BaseModel):
     # The tenant's Teams MeetingRecordingOwnership: True (RecordingInitiator) saves a
     # non-channel meeting's recording in the OneDrive of whoever started it, not the organiser's.
     stored_with_initiator: bool = False
-    # True: pupils invited to a non-channel meeting can open its recording from the organiser's
-    # OneDrive (Microsoft's default sharing); False: the tenant limits it to the organisers.
-    invitees_can_open: bool = False
+    # True (Microsoft's default): Teams shares a non-channel meeting's recording, view only, with
+    # the people invited from the tenant, so pupils invited to a lesson can open it from the
+    # organiser's OneDrive. False only if the school has changed that sharing.
+    invitees_can_open: bool = True
 
 
 class RecordingStorage:

@@ -32,6 +32,7 @@ from remote_guard.rules._people import (
     expected_pupils,
     pupil_sources,
     session_label,
+    staff_involved,
 )
 from remote_guard.rules.base import Outcome, RuleContext, Severity, Verdict
 
@@ -94,6 +95,16 @@ class UnapprovedVenue:
                     observed="no pupils expected",
                     message="No pupil is invited to or took part in this meeting.",
                     sources=("calendar",),
+                )
+            ]
+        if not staff_involved(snapshot):
+            # Pupils meeting among themselves are not a staff session in the wrong place;
+            # pupils_without_staff is the check for that.
+            return [
+                Outcome(
+                    verdict=Verdict.NOT_APPLICABLE,
+                    observed="no member of staff involved",
+                    message="No member of staff organised, was invited to or attended it.",
                 )
             ]
         label = session_label(snapshot, context)

@@ -31,14 +31,14 @@ from remote_guard.collect.snapshot import (
 from remote_guard.rules._people import (
     TEAMS_MEETINGS,
     channel_member_ids,
+    email_domain,
     local_clock,
     pupils_overlapping,
+    school_domains,
     session_label,
 )
 from remote_guard.rules._presence import merged_intervals
 from remote_guard.rules.base import NoParams, Outcome, RuleContext, Severity, Verdict
-
-_SCHOOL_ACCOUNTS = frozenset({PersonKind.STAFF, PersonKind.PUPIL})
 
 
 class UninvitedAttendee:
@@ -83,7 +83,9 @@ class UninvitedAttendee:
         members = channel_member_ids(snapshot)
         # Who may have been invited without remote_guard being able to tell.
         unresolved = sorted(
-            address for address in invited_emails if _domain(address) in _school_domains(snapshot)
+            address
+            for address in invited_emails
+            if email_domain(address) in school_domains(snapshot, context)
         )
         channel_unknown = snapshot.channel is not None and not members
         outcomes: list[Outcome] = []
@@ -186,24 +188,6 @@ def _next_step(person: Person) -> str:
         "IT: add the account to the right staff or pupil group. Teacher: check who it was and "
         "set Who can bypass the lobby to People who were invited."
     )
-
-
-def _domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower()
-
-
-def _school_domains(snapshot: SessionSnapshot) -> set[str]:
-    """The e-mail domains of the school's own accounts seen in the session (and the organiser's,
-    when the organiser is one of them)."""
-    domains = {
-        _domain(person.email)
-        for person in snapshot.people.values()
-        if person.kind in _SCHOOL_ACCOUNTS and person.email
-    }
-    organizer = snapshot.person(snapshot.organizer_id) if snapshot.organizer_id else None
-    if organizer is not None and organizer.kind in _SCHOOL_ACCOUNTS and snapshot.organizer_email:
-        domains.add(_domain(snapshot.organizer_email))
-    return domains
 
 
 RULE = UninvitedAttendee()

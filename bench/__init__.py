@@ -1,0 +1,1 @@
+"""Benchmarks: long-running measurements kept out of `make test`; `make bench` runs them all."""

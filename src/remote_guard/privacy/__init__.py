@@ -1,0 +1,1 @@
+"""Children's data as UK data protection expects: retention and subject access."""

@@ -1,0 +1,1 @@
+"""The pages of each role: ``dsl`` (review queue), ``teacher`` (my sessions), ``slt`` (board)."""

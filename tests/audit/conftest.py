@@ -1,0 +1,121 @@
+"""A migrated SQLite store with its audit trail configured, and an attacker's tools to tamper."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from remote_guard import audit
+from remote_guard.settings import AuditSettings
+from remote_guard.store.db import make_engine, migrate, session_factory, transaction
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
+START = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Store:
+    engine: Engine
+    db: sessionmaker[Session]
+    file: Path
+    config: audit.TrailConfig
+
+    def write(self, count: int, *, start: int = 0, at: datetime | None = None) -> None:
+        """``count`` entries, one per transaction, as a finding's changes would be recorded."""
+        for number in range(start, start + count):
+            with transaction(self.db) as session:
+                audit.record(
+                    session,
+                    "finding.changed",
+                    object_type="finding",
+                    object_id=f"finding-{number}",
+                    before={"status": "pass"},
+                    after={"status": "fail"},
+                    detail={"subject": f"pupil-{number % 3}"},
+                    at=at or START + timedelta(minutes=number),
+                )
+
+    def sql(self, statement: str, **params: object) -> None:
+        """Run SQL as someone with direct database access would, past remote_guard."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(statement), params)
+
+    def drop_guards(self) -> None:
+        """An attacker who owns the database can drop the append-only triggers first."""
+        if self.engine.dialect.name == "sqlite":
+            self.sql("DROP TRIGGER audit_entries_no_delete")
+            self.sql("DROP TRIGGER audit_entries_purge_only")
+        else:
+            self.sql("DROP TRIGGER audit_entries_append_only ON audit_entries")
+
+
+def open_store(url: str, file: Path, *, key: str | None = None) -> Store:
+    engine = make_engine(url)
+    migrate(engine)
+    config = audit.configure(engine, AuditSettings.model_validate({"file": file, "hmac_key": key}))
+    return Store(engine=engine, db=session_factory(engine), file=file, config=config)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "audit.jsonl")
+    yield opened
+    opened.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same store on SQLite and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'rg.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = open_store(url, tmp_path / "audit.jsonl")
+    yield opened
+    opened.engine.dispose()
+
+
+@pytest.fixture
+def keyed_store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "audit.jsonl", key=KEY)
+    yield opened
+    opened.engine.dispose()
+
+
+def _postgres_available() -> bool:
+    try:
+        with sa.create_engine(PG_SERVER, connect_args={"connect_timeout": 3}).connect() as c:
+            c.execute(sa.text("select 1"))
+    except sa.exc.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards (as tests/store/test_postgres)."""
+    if not _postgres_available():
+        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (database test, user postgres)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + ": CI must run the PostgreSQL tests")
+        pytest.skip(message)
+    schema = f"rg_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG_SERVER)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{schema}"'))
+    try:
+        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
+        engine.dispose()
