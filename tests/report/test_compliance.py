@@ -118,6 +118,8 @@ def test_every_clause_appears_and_counts_follow_local_dates(db: sessionmaker[Ses
     assert manual
     assert all(line.manual_reason and line.verdict == "manual" for line in manual)
     assert report.sessions == 2
+    covered = next(line for line in section.clauses if line.clause_id == "BSF-A.staff-remote.3")
+    assert covered.verdict == "see BSF-A.staff-remote.4"
 
 
 def test_formats(db: sessionmaker[Session]) -> None:

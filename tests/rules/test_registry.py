@@ -38,7 +38,7 @@ def test_every_profile_validates_and_binds(path: Path) -> None:
     """Each clause is enforced or manual; every cited rule exists with valid parameters."""
     profile = load_profile(path)
     bound = bind_rules(profile, load_rules(), source=str(path))
-    assert all(clause.rules or clause.manual for clause in profile.clauses)
+    assert all(clause.rules or clause.manual or clause.covered_by for clause in profile.clauses)
     assert len(bound) == sum(len(clause.rules) for clause in profile.clauses)
 
 
@@ -77,7 +77,7 @@ def test_clause_without_rules_or_manual_reason_is_refused(tmp_path: Path) -> Non
         '[profile]\nid="bad"\nname="n"\nschool="s"\nsource_document="d"\nversion="1"\n'
         '[[clauses]]\nid="A.1"\nversion=1\ntext="Pupils should not chat."\nlevel="SHOULD"\nsource="App A"\n'
     )
-    with pytest.raises(ProfileError, match=r"clause A\.1: a clause needs either rules"):
+    with pytest.raises(ProfileError, match=r"clause A\.1: a clause needs exactly one of rules"):
         load_profile(path)
 
 
@@ -134,3 +134,15 @@ def test_a_missing_pack_names_where_it_looked(tmp_path: Path) -> None:
 
     with pytest.raises(ProfileError, match="no profile named 'national-guidence'"):
         load_policy("whingate", ["national-guidence"], [tmp_path], load_rules())
+
+
+def test_covered_by_must_name_a_clause_of_the_profile(tmp_path: Path) -> None:
+    """A clause checked together with another must name one that exists."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[profile]\nid="bad"\nname="n"\nschool="s"\nsource_document="d"\nversion="1"\n'
+        '[[clauses]]\nid="A.1"\nversion=1\ntext="Pupils should not chat."\nlevel="SHOULD"\nsource="App A"\n'
+        'covered_by="A.9"\n'
+    )
+    with pytest.raises(ProfileError, match=r"covered_by 'A\.9' is not a clause of this profile"):
+        load_profile(path)

@@ -38,12 +38,16 @@ class Clause(BaseModel):
     source: str = Field(min_length=3)
     rules: tuple[RuleBinding, ...] = ()
     manual: str | None = None  # why no machine can check it
+    # The id of another clause of the profile whose checks also cover this one (two sentences
+    # of a code that one check enforces); findings cite that clause.
+    covered_by: str | None = None
 
     @model_validator(mode="after")
     def _enforced_or_manual(self) -> Clause:
-        if bool(self.rules) == bool(self.manual):
+        if sum((bool(self.rules), bool(self.manual), bool(self.covered_by))) != 1:
             raise ValueError(
-                "a clause needs either rules (how it is checked) or manual (why it cannot be)"
+                "a clause needs exactly one of rules (how it is checked), manual (why it cannot "
+                "be) or covered_by (the clause whose checks cover it)"
             )
         return self
 
@@ -69,6 +73,21 @@ class Profile(BaseModel):
             if clause.id in seen:
                 raise ValueError(f"clause {clause.id} appears twice")
             seen.add(clause.id)
+        by_id = {clause.id: clause for clause in self.clauses}
+        for clause in self.clauses:
+            if clause.covered_by is None:
+                continue
+            target = by_id.get(clause.covered_by)
+            if target is None:
+                raise ValueError(
+                    f"clause {clause.id}: covered_by {clause.covered_by!r} is not a clause of "
+                    "this profile"
+                )
+            if target.covered_by is not None:
+                raise ValueError(
+                    f"clause {clause.id}: covered_by {clause.covered_by!r}, which is itself "
+                    "covered by another clause; name that one"
+                )
         return self
 
     def clause(self, clause_id: str) -> Clause:

@@ -50,9 +50,10 @@ class ClauseLine:
     level: str
     text: str
     source: str
-    check: str  # "automatic" or "manual"
+    check: str  # "automatic", "manual", or "covered" (by the clause in covered_by)
     rules: list[dict[str, Any]] = field(default_factory=list)  # rule id, title, params
     manual_reason: str | None = None
+    covered_by: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     exempted: int = 0
     examples: list[ClauseExample] = field(default_factory=list)
@@ -62,6 +63,8 @@ class ClauseLine:
         """One word for a governor: how this clause stands over the period."""
         if self.check == "manual":
             return "manual"
+        if self.check == "covered":
+            return f"see {self.covered_by}"
         if self.counts.get("fail"):
             return "breached"
         if self.counts.get("warn"):
@@ -155,7 +158,11 @@ def build_report(
                 level=clause.level,
                 text=clause.text,
                 source=clause.source,
-                check="manual" if clause.manual else "automatic",
+                check="manual"
+                if clause.manual
+                else "covered"
+                if clause.covered_by
+                else "automatic",
                 rules=[
                     {
                         "rule": binding.rule,
@@ -165,6 +172,7 @@ def build_report(
                     for binding in clause.rules
                 ],
                 manual_reason=clause.manual,
+                covered_by=clause.covered_by,
                 counts={status: counts.get(status, 0) for status in STATUS_COLUMNS},
                 exempted=sum(1 for row, _, _ in found if row.exemption),
             )
@@ -238,6 +246,7 @@ def _csv(report: ComplianceReport) -> str:
             "version",
             "level",
             "check",
+            "covered_by",
             "rules",
             "verdict",
             *STATUS_COLUMNS,
@@ -255,6 +264,7 @@ def _csv(report: ComplianceReport) -> str:
                     line.version,
                     line.level,
                     line.check,
+                    line.covered_by or "",
                     " ".join(rule["rule"] for rule in line.rules),
                     line.verdict,
                     *(line.counts[status] for status in STATUS_COLUMNS),
