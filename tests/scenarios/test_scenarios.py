@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from remote_guard.fakegraph.harness import run_check
 from remote_guard.fakegraph.scenario import load_scenario
+from remote_guard.policy.profile import Policy
 from remote_guard.rules.registry import load_rules
 from tests.scenarios.scoring import SCORES, Scores
 
@@ -27,6 +29,26 @@ def test_scenario_matches_its_ground_truth(path: Path, tmp_path: Path) -> None:
     assert result.poll.status == "ok", result.poll.errors
     problems = SCORES.score(scenario, result.findings, set(load_rules()))
     assert problems == []
+    _every_finding_cites_a_real_clause_and_carries_evidence(result.policy, result.findings)
+
+
+def _every_finding_cites_a_real_clause_and_carries_evidence(
+    policy: Policy, findings: list[dict[str, Any]]
+) -> None:
+    """Each row names a clause (with its version) of the profile or a pack it was judged
+    against, and every open one says what was seen, what to do, and on what data it rests."""
+    clauses = {
+        (profile.id, f"{clause.id}v{clause.version}")
+        for profile in policy.profiles
+        for clause in profile.clauses
+    }
+    for finding in findings:
+        assert (finding["profile"], finding["clause"]) in clauses, finding
+        if finding["status"] in {"fail", "warn", "error"}:
+            assert finding["evidence"], finding
+            assert finding["sources"], finding
+            assert finding["message"], finding
+            assert finding["next_step"], finding
 
 
 def test_library_is_large_enough() -> None:

@@ -35,6 +35,7 @@ from remote_guard.fakegraph.demo import demo_scenario
 from remote_guard.fakegraph.scenario import ConsentSpec, ExemptionSpec, Scenario, load_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
+from remote_guard.policy.profile import Policy
 from remote_guard.poll.service import Poller, PollResult, run_poll
 from remote_guard.rules.base import OPEN_STATUSES, Finding
 from remote_guard.runtime import build_poller
@@ -202,6 +203,7 @@ class CheckResult:
     scenario: Scenario
     poll: PollResult
     findings: list[dict[str, Any]]
+    policy: Policy  # what the findings were judged against
     session_keys: dict[str, str] = field(default_factory=dict)
     subject_keys: dict[str, str] = field(default_factory=dict)
 
@@ -285,6 +287,7 @@ def run_check(scenario: Scenario, *, state_dir: Path) -> CheckResult:
         scenario=scenario,
         poll=result,
         findings=findings,
+        policy=poller.policy,
         session_keys=sessions,
         subject_keys=subjects,
     )
