@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck pytest bench clean
+.PHONY: help demo test lint typecheck pytest screenshots bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ typecheck: $(STAMP) ## mypy --strict over src/
 
 pytest: $(STAMP) ## pytest only
 	$(BIN)/pytest
+
+screenshots: $(STAMP) ## Regenerate docs/screenshots/*.png from the browser tests (needs chromium)
+	REMOTE_GUARD_SCREENSHOTS=1 $(BIN)/pytest -q -m browser -k screenshot tests/web
 
 bench: $(STAMP) ## Benchmarks (long; not part of make test)
 	$(BIN)/python -m bench

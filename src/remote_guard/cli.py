@@ -63,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
 
     poll = commands.add_parser("poll", help="poll the configured tenant")
     poll.add_argument("--once", action="store_true", help="run one cycle and exit")
+    poll.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve /healthz, /readyz and /metrics on this port while polling (a poll-only host)",
+    )
+    poll.add_argument(
+        "--health-host",
+        default="127.0.0.1",
+        help="the address for --health-port (default 127.0.0.1; 0.0.0.0 for a container, with "
+        "[ops] metrics_token set)",
+    )
 
     fake = commands.add_parser("fake-tenant", help="serve a simulated tenant from a scenario")
     source = fake.add_mutually_exclusive_group(required=True)
@@ -84,6 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--state-dir", type=Path, default=None)
 
     commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the configured tenant (token, permissions, access policy, groups) and this "
+        "server (database, terms); print a checklist with the fix for each failure",
+    )
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
+    doctor.add_argument(
+        "--user",
+        default=None,
+        help="the staff member (UPN or object id) to test the Teams access policy and calendar "
+        "with (default: the first member of the staff group)",
+    )
 
     report = commands.add_parser(
         "report",
@@ -250,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(str(exc)) from exc
             print_check(result, output_format=args.format, include_all=args.all)
             return 0
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "migrate":
             from remote_guard.store.db import make_engine, migrate
 
@@ -258,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database at {settings.database.url.split('@')[-1]} is up to date")
             return 0
         if args.command == "poll":
-            return _poll(_settings(args.config), once=args.once)
+            return _poll(
+                _settings(args.config),
+                once=args.once,
+                health=(args.health_host, args.health_port) if args.health_port else None,
+            )
         if args.command == "report":
             return _report(args)
         if args.command in _STORE_COMMANDS:
@@ -278,30 +309,65 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _poll(settings: Settings, *, once: bool) -> int:
+def _doctor(args: argparse.Namespace) -> int:
+    """Print the doctor's checklist; exit 0 when nothing failed, 1 when a check failed."""
+    from remote_guard.doctor import run_doctor
+    from remote_guard.logs import configure_logging
+    from remote_guard.settings import LoggingSettings
+
+    # stdout carries the checklist; library warnings go to stderr.
+    configure_logging(LoggingSettings(level="warning"), stream=sys.stderr)
+    report = run_doctor(args.config, user=args.user)
+    sys.stdout.write(report.render_json() if args.format == "json" else report.render_text())
+    return report.exit_code
+
+
+def _poll(settings: Settings, *, once: bool, health: tuple[str, int] | None = None) -> int:
+    """Poll once or on schedule; with ``health`` (host, port), serve the operations endpoints
+    (/healthz, /readyz, /metrics) from this process meanwhile.
+
+    Raises:
+        UsageError: the health port cannot be bound.
+    """
     from remote_guard.poll.scheduler import run_scheduled
     from remote_guard.poll.service import run_poll
     from remote_guard.runtime import build_poller
 
     poller = build_poller(settings)
-    if once:
-        result = run_poll(poller)
-        print(
-            json.dumps(
-                {
-                    "run_id": result.run_id,
-                    "status": result.status,
-                    "seconds": round(result.seconds, 2),
-                    "counts": dict(result.counts),
-                    "errors": result.errors,
-                    "graph": result.graph,
-                },
-                indent=2,
+    server = None
+    if health is not None:
+        from remote_guard.ops.server import HealthServer
+
+        try:
+            server = HealthServer(poller, host=health[0], port=health[1], since=poller.clock())
+        except OSError as exc:
+            raise UsageError(
+                f"--health-port {health[1]}: cannot listen on {health[0]}:{health[1]} "
+                f"({exc.strerror})"
+            ) from None
+        server.start()
+    try:
+        if once:
+            result = run_poll(poller)
+            print(
+                json.dumps(
+                    {
+                        "run_id": result.run_id,
+                        "status": result.status,
+                        "seconds": round(result.seconds, 2),
+                        "counts": dict(result.counts),
+                        "errors": result.errors,
+                        "graph": result.graph,
+                    },
+                    indent=2,
+                )
             )
-        )
-        return 0 if result.status != "failed" else 1
-    run_scheduled(poller, interval_seconds=settings.poll.interval_seconds)
-    return 0
+            return 0 if result.status != "failed" else 1
+        run_scheduled(poller, interval_seconds=settings.poll.interval_seconds)
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def _serve(path: Path) -> int:

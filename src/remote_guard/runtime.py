@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from remote_guard import audit
+from remote_guard.cases import hooks as cases_hooks
 from remote_guard.clock import Clock, utc_now
 from remote_guard.graph.client import GraphClient
 from remote_guard.policy.profile import load_policy
@@ -29,7 +30,7 @@ def build_poller(
     migrate(engine)
     audit.configure(engine, settings.audit)
     audit.record_startup(engine, settings=settings, policy=policy)
-    return Poller(
+    poller = Poller(
         settings=settings,
         graph=GraphClient(settings.tenant),
         db=session_factory(engine),
@@ -38,3 +39,6 @@ def build_poller(
         clock=clock,
         on_finding=on_finding,
     )
+    # Cases for the DSL's review queue, and the DSL e-mail, after every cycle.
+    cases_hooks.attach(poller)
+    return poller

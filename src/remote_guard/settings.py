@@ -459,6 +459,64 @@ class WebSettings(_Section):
         return self.base_url.startswith("https://")
 
 
+class NotifySettings(_Section):
+    """E-mail to the DSL and deputy DSLs about new high-severity findings.
+
+    Sent through Graph (``POST /users/{service_mailbox}/sendMail``, application permission
+    Mail.Send) as the school's service mailbox, one message per poll cycle per recipient.
+    """
+
+    enabled: bool = False
+    # The mailbox the e-mail is sent as: its user principal name or Entra object id.
+    service_mailbox: str | None = None
+    # Who gets it (e-mail addresses or Entra object ids). Empty: every member of the DSL and
+    # deputy DSL groups ([directory]), each told only about the schools they are in.
+    dsl_recipients: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _mailbox(self) -> NotifySettings:
+        if self.enabled and not (self.service_mailbox or "").strip():
+            raise _invalid(
+                "service_mailbox",
+                "is required when enabled = true: the e-mail is sent as this mailbox",
+            )
+        return self
+
+
+class OpsSettings(_Section):
+    """Operations endpoints: who may read ``/metrics``.
+
+    ``/healthz`` and ``/readyz`` answer anyone (they say nothing about children). ``/metrics``
+    needs ``Authorization: Bearer <metrics_token>`` when a token is set; with none set it
+    answers only requests from this machine (loopback), e.g. a Prometheus agent beside it.
+    """
+
+    metrics_token: SecretStr | None = None
+    metrics_token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token(self) -> OpsSettings:
+        if self.metrics_token_file is not None and self.metrics_token is None:
+            try:
+                token = self.metrics_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _invalid(
+                    "metrics_token_file",
+                    f"the file {self.metrics_token_file} cannot be read ({exc.strerror})",
+                ) from None
+            if not token:
+                raise _invalid("metrics_token_file", f"the file {self.metrics_token_file} is empty")
+            object.__setattr__(self, "metrics_token", SecretStr(token))
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+            # A short token can be guessed; the length, never the token, is shown.
+            raise _invalid(
+                "metrics_token_file" if self.metrics_token_file is not None else "metrics_token",
+                f"the token is {len(self.metrics_token.get_secret_value())} characters long; "
+                "use at least 32 random characters (openssl rand -hex 32 makes 64)",
+            )
+        return self
+
+
 class LoggingSettings(_Section):
     """How much remote_guard logs, and whether as JSON lines or for a person at a terminal."""
 
@@ -487,6 +545,8 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
+    notify: NotifySettings = NotifySettings()
+    ops: OpsSettings = OpsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -552,6 +612,11 @@ _EXAMPLES: dict[str, str] = {
     "web.redirect_path": 'redirect_path = "/auth/callback"',
     "web.session_hours": "session_hours = 10",
     "web.idle_minutes": "idle_minutes = 60",
+    "notify.enabled": "enabled = true",
+    "notify.service_mailbox": 'service_mailbox = "safeguarding-alerts@yourschool.example"',
+    "notify.dsl_recipients": 'dsl_recipients = ["dsl@yourschool.example"]',
+    "ops.metrics_token": 'metrics_token_file = "/run/secrets/remote_guard_metrics_token"',
+    "ops.metrics_token_file": 'metrics_token_file = "/run/secrets/remote_guard_metrics_token"',
     "logging.level": 'level = "info"',
     "logging.format": 'format = "auto"',
     "schools": '[[schools]]\nkey = "bramham"\nname = "Bramham Primary"\ngroup_ids = ["..."]',
@@ -575,6 +640,8 @@ _WHERE: dict[str, str] = {
     "audit.hmac_key": "make one with openssl rand -hex 32 and give it in a file named by hmac_key_file",
     "web.session_secret": "make one with openssl rand -hex 32 and give it in a file named by session_secret_file",
     "web.session_secret_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32)",
+    "ops.metrics_token": "make one with openssl rand -hex 32 and give it in a file named by metrics_token_file",
+    "ops.metrics_token_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32); Prometheus sends it as a bearer token",
     "web.public_url": f"the address staff open; register it with redirect_path at {_APP} > Authentication > Web > Redirect URIs",
     "directory.staff_group_ids": _GROUP,
     "directory.pupil_group_ids": _GROUP,

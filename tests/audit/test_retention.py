@@ -281,3 +281,31 @@ def test_retention_shorter_than_the_service_needs_is_refused(key: str, value: in
     audit content life under a year, are refused."""
     with pytest.raises(ValueError, match=key):
         RetentionSettings.model_validate({key: value})
+
+
+def test_a_case_keeps_its_session_until_closed_long_enough(store: Store) -> None:
+    """Findings past their retention stay while their session's case is open, and until the
+    case has been closed for closed_cases_days; then they go like any other."""
+    from remote_guard.cases.models import CaseRow
+
+    for name in ("open-case", "closed-recently", "closed-long-ago"):
+        _session(store, name, last_read=_days(400), findings=[("fail", _days(400), ["fail"])])
+    with transaction(store.db) as session:
+        for name, closed in (
+            ("open-case", None),
+            ("closed-recently", _days(30)),
+            ("closed-long-ago", _days(2200)),
+        ):
+            session.add(
+                CaseRow(
+                    session_id=name,
+                    status="closed" if closed else "in_review",
+                    resolution="no_concern" if closed else None,
+                    opened_at=_days(400),
+                    updated_at=closed or _days(399),
+                    closed_at=closed,
+                )
+            )
+    result = purge(store.db, RETENTION, now=NOW)
+    assert result.sessions_with_findings == ["closed-long-ago"]
+    assert _ids(store, SessionRow.id) >= {"open-case", "closed-recently"}

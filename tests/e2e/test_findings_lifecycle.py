@@ -18,6 +18,7 @@ from remote_guard.exemptions.service import revoke_exemption, save_exemption
 from remote_guard.findings.models import FindingEventRow, FindingRow
 from remote_guard.poll.service import run_poll
 from remote_guard.report.compliance import build_report, render
+from remote_guard.rules.base import Finding
 from remote_guard.store.db import transaction
 from tests.e2e.conftest import Running, school, start
 
@@ -187,3 +188,46 @@ def _session_keys(running: Running) -> dict[str, str]:
 
     sessions, _ = key_maps(running.scenario, running.server)
     return sessions
+
+
+def test_a_registration_made_during_a_cycle_is_not_undone_by_it(upcoming: Running) -> None:
+    """The poll loads the registers when it starts; a registration saved while it runs (here,
+    the moment the finding appears) is still honoured by the end of the same cycle."""
+    scenario = upcoming.scenario
+
+    def register_now(finding: Finding, previous: str | None) -> None:
+        now = upcoming.poller.clock()
+        with transaction(upcoming.poller.db) as session:
+            save_consent(
+                session,
+                consent=Consent(
+                    id="c-mid",
+                    pupil_id=scenario.person_id("p1"),
+                    granted_by="Mrs Parent",
+                    relationship="mother",
+                    granted_at=now - timedelta(days=1),
+                ),
+                recorded_by=None,
+                now=now,
+            )
+            save_registration(
+                session,
+                registration=Registration(
+                    id="r-mid",
+                    staff_id=scenario.person_id("t.jones"),
+                    pupil_id=scenario.person_id("p1"),
+                    activity="reading",
+                    join_url=upcoming.server.join_url("reading"),
+                    status=ApprovalStatus.APPROVED,
+                    approved_by=scenario.person_id("h.head"),
+                    approved_at=now,
+                ),
+                consent_id="c-mid",
+                recorded_by=None,
+                now=now,
+            )
+
+    upcoming.poller.on_finding = register_now
+    run_poll(upcoming.poller)
+    (row,) = _rows(upcoming, ONE_TO_ONE)
+    assert row.status == "pass"

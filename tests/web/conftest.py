@@ -277,6 +277,20 @@ def demo_web(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             web.stop()
 
 
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests save their screenshots: docs/screenshots/ only when
+    REMOTE_GUARD_SCREENSHOTS=1 (``make screenshots``), so an ordinary test run leaves the
+    committed pictures alone; a temporary folder otherwise."""
+    if os.environ.get("REMOTE_GUARD_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser tab with no cookies. The fake tenant's certificate comes from its own

@@ -313,6 +313,18 @@ def _graph_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _page_values(page: dict[str, object], endpoint: str) -> list[object]:
+    """The ``value`` list of a collection page read with ``get``.
+
+    Raises:
+        GraphError: the page has no ``value`` list (a damaged answer is not an empty one).
+    """
+    values = page.get("value")
+    if not isinstance(values, list):
+        raise GraphError("a collection page has no 'value' list", endpoint=endpoint)
+    return values
+
+
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -337,6 +349,7 @@ class Collector:
         self._directory = directory
         self._clock = clock
         self._channels: dict[str, ChannelRef] | None = None
+        self._channels_error: str | None = None  # why the teams could not be listed
         # Read at most once per collector run: groups by invited address (None: no such group,
         # or unreadable), team members by team id (None: unreadable, reason alongside).
         self._groups: dict[str, _InvitedGroup | None] = {}
@@ -345,6 +358,13 @@ class Collector:
         self._team_member_errors: dict[str, str] = {}
         self._participants: dict[str, list[CallRecordParticipant]] = {}
         self.errors: list[str] = []
+        # Invited addresses whose group lookup failed -> why; and each session's share of them.
+        self._group_failures: dict[str, str] = {}
+        # Calendars (or events on them) that could not be read this run: while there are any,
+        # meetings found only in call records wait for the next poll (see _unmatched_calls).
+        self._calendar_errors: list[str] = []
+        self._call_records_error: str | None = None  # why the call records were not all listed
+        self._invitation_failures: dict[str, list[str]] = {}
         # Whether this run listed every staff member's chats (None: chats were not read).
         self.chat_scan_complete: bool | None = None
 
@@ -367,6 +387,49 @@ class Collector:
         and the call records, attendance reports, chat messages and recordings of the series are
         shared out among them by time (:class:`_Scope`).
         """
+        for collected in self._collect(
+            window_start=window_start,
+            window_end=window_end,
+            skip=skip,
+            chats_since=chats_since,
+            read_chats=read_chats,
+        ):
+            self._note_unread_directory(collected)
+            yield collected
+
+    def _note_unread_directory(self, collected: Collected) -> None:
+        """Mark a session whose people could not all be identified as missing directory data.
+
+        When the lookup of someone in the session failed (so a guest may look like an unlisted
+        member), or an invited group could not be expanded (so its pupils look uninvited), the
+        rules that need to know who is who give ``error``, and the session is read again next
+        poll instead of being kept as final with the gap in it. A direct chat read with a gap
+        makes the chat scan incomplete, so it is read again next poll, not a day later.
+        """
+        snapshot = collected.snapshot
+        reasons = [
+            f"{(snapshot.people[pid].display_name or pid)}: {self._directory.lookup_failures[pid]}"
+            for pid in sorted(snapshot.people)
+            if pid in self._directory.lookup_failures
+        ]
+        reasons += self._invitation_failures.get(snapshot.session_id, [])
+        if reasons:
+            snapshot.missing.setdefault(
+                Missing.DIRECTORY, "who is who could not be read: " + "; ".join(reasons)
+            )
+            collected.final = False
+        if snapshot.kind is SessionKind.DIRECT_CHAT and snapshot.missing:
+            self.chat_scan_complete = False
+
+    def _collect(
+        self,
+        *,
+        window_start: datetime,
+        window_end: datetime,
+        skip: set[str],
+        chats_since: datetime | None,
+        read_chats: bool,
+    ) -> Iterator[Collected]:
         found = self._discover(window_start, window_end)
         records = sorted(
             self._call_records(window_start, min(self._clock(), window_end)),
@@ -439,6 +502,14 @@ class Collector:
             key = normalise_join_url(url) if url else None
             if url is None or key is None:
                 sessions[f"call_{record.id}"] = ([record], None)
+            elif self._calendar_errors:
+                # Some calendar could not be read, so this meeting may be a scheduled one (an
+                # occurrence of a series, say) whose entry is on it: read as an ad-hoc meeting
+                # now, it would become a second session of the same call. Read it next poll.
+                self.errors.append(
+                    f"call record {record.id}: left for the next poll, as its meeting may be on "
+                    "a calendar that could not be read"
+                )
             elif key in series and record.start_date_time is not None:
                 session_id = session_id_for_join_url(url, record.start_date_time)
                 own = _Occurrence(
@@ -482,11 +553,13 @@ class Collector:
                         event = parse(Event, item, what="calendar event")
                     except PayloadError as exc:
                         self.errors.append(f"calendar of {mailbox_id}: {exc}")
+                        self._calendar_errors.append(f"calendar of {mailbox_id}: {exc}")
                         continue
                     self._add_event(found, event, mailbox_id)
             except GraphError as exc:
                 # A calendar we could not read hides its sessions; the poll is partial.
                 self.errors.append(f"calendar of {mailbox_id}: {exc.reason}")
+                self._calendar_errors.append(f"calendar of {mailbox_id}: {exc.reason}")
         return found
 
     def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
@@ -528,6 +601,11 @@ class Collector:
             group = self._invited_group(address)
             if group is None:
                 item.invitee_emails.add(address.lower())
+                failure = self._group_failures.get(address.strip().lower())
+                if failure is not None:
+                    self._invitation_failures.setdefault(session_id, []).append(
+                        f"invited address {address}: {failure}"
+                    )
                 continue
             # Outlook keeps an invited group as one attendee; everyone in it was invited.
             item.invitee_groups[address.lower()] = group.id
@@ -554,8 +632,8 @@ class Collector:
                         "$select": "id,displayName,mail",
                     },
                 )
-                values = page.get("value")
-                if isinstance(values, list) and values:
+                values = _page_values(page, "/groups")
+                if values:
                     found = parse(Group, values[0], what="group")
                     members = tuple(
                         self._directory.member(obj) for obj in group_users(self._graph, found.id)
@@ -563,6 +641,7 @@ class Collector:
                     group = _InvitedGroup(id=found.id, members=members)
         except _UnreadableError as exc:
             self.errors.append(f"invited address {key}: group lookup failed: {exc}")
+            self._group_failures[key] = f"group lookup failed: {exc}"
         self._groups[key] = group
         return group
 
@@ -720,8 +799,8 @@ class Collector:
                 params={"$filter": f"JoinWebUrl eq {_graph_literal(join_url)}"},
                 headers=PREFER,
             )
-            values = page.get("value")
-            if not isinstance(values, list) or not values:
+            values = _page_values(page, "/users/{id}/onlineMeetings")
+            if not values:
                 return None
             return parse(OnlineMeeting, values[0], what="online meeting")
 
@@ -768,6 +847,10 @@ class Collector:
             snapshot.presence = call_presence
         if records:
             snapshot.sources["call_record"] = "/communications/callRecords"
+        if snapshot.presence is None and not records and self._call_records_error is not None:
+            # The call records could not all be listed: this session's may be among those
+            # missing, so its attendance is unknown, not merely late.
+            reasons.append(f"call records: {self._call_records_error}")
         if snapshot.presence is None:
             if reasons:
                 snapshot.missing[Missing.PRESENCE] = "; ".join(reasons)
@@ -1095,8 +1178,10 @@ class Collector:
                     records.append(parse(CallRecord, raw, what="call record"))
                 except PayloadError as exc:
                     self.errors.append(f"call records: {exc}")
+                    self._call_records_error = str(exc)
         except GraphError as exc:
             self.errors.append(f"call records: {exc.reason}")
+            self._call_records_error = exc.reason
         return records
 
     def _resolve_call(
@@ -1213,17 +1298,25 @@ class Collector:
                             )
             except (GraphError, PayloadError) as exc:
                 self.errors.append(f"teams and channels: {exc}")
+                self._channels_error = str(exc)
         return self._channels.get(thread_id.lower())
 
     def _channel_members(self, snapshot: SessionSnapshot, ref: ChannelRef) -> None:
         """Fill the channel's ``member_ids`` with its team's members, read once per team.
 
-        A failure leaves the list empty ("unknown" to rules), is recorded in ``errors`` and
-        explained in ``sources["channel_members"]``.
+        A failure leaves the list empty ("unknown" to rules), is recorded in ``errors``, explained
+        in ``sources["channel_members"]`` and marks the directory data missing (so the rules
+        that need to know who the lesson was for give ``error``, and it is read again).
         """
         team_id = ref.team_id
         if not team_id:
             snapshot.sources["channel_members"] = "not read: the channel's team is not known"
+            if self._channels_error is not None:
+                # The teams could not be listed: who belongs in the lesson is not known.
+                snapshot.missing.setdefault(
+                    Missing.DIRECTORY,
+                    f"the channel's team could not be found: {self._channels_error}",
+                )
             return
         if team_id not in self._team_members:
             try:
@@ -1239,8 +1332,11 @@ class Collector:
                 self._team_members[team_id] = members
         members_read = self._team_members[team_id]
         if members_read is None:
-            snapshot.sources["channel_members"] = (
-                f"not read: {self._team_member_errors.get(team_id, 'unknown error')}"
+            reason = self._team_member_errors.get(team_id, "unknown error")
+            snapshot.sources["channel_members"] = f"not read: {reason}"
+            # Without the team's members nobody knows which pupils the lesson was for.
+            snapshot.missing.setdefault(
+                Missing.DIRECTORY, f"the channel's team members could not be read: {reason}"
             )
             return
         # The cached ChannelRef is shared by every meeting in the channel: give this snapshot
@@ -1275,6 +1371,8 @@ class Collector:
                         chat = parse(Chat, raw, what="chat")
                     except PayloadError as exc:
                         self.errors.append(f"chats of {mailbox_id}: {exc}")
+                        # A chat we could not read may be one with a pupil: list it again.
+                        complete = False
                         continue
                     if chat.chat_type in DIRECT_CHAT_TYPES and chat.id not in chats:
                         chats[chat.id] = (chat, mailbox_id)
@@ -1320,6 +1418,7 @@ class Collector:
             # else is kept: data minimisation). Members we could not see may include a pupil.
             if partial is not None:
                 self.errors.append(f"chat {chat.id}: {partial}")
+                self.chat_scan_complete = False
             return None
         people = [self._directory.resolve(self._graph, person) for person in people]
         snapshot = SessionSnapshot(

@@ -44,6 +44,8 @@ class RegistrationRow(Base):
     consent_id: Mapped[str | None] = mapped_column(ForeignKey("consents.id"))
     recorded_by: Mapped[str | None] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Why SLT declined (or withdrew their approval), shown to the teacher.
+    decision_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ApprovedActivityRow(Base):
@@ -52,3 +54,7 @@ class ApprovedActivityRow(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     approved_by: Mapped[str | None] = mapped_column(String(64))
     approved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A retired activity is kept (with who retired it and when): sessions before then were
+    # approved for it, later ones are not.
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retired_by: Mapped[str | None] = mapped_column(String(64))

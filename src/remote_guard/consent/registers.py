@@ -89,7 +89,21 @@ class Registers(BaseModel):
     registrations: tuple[Registration, ...] = ()
     consents: tuple[Consent, ...] = ()
     approved_activities: frozenset[str] = Field(default_factory=frozenset)
+    # Activities SLT took off the list, and when: sessions before then were approved for them.
+    retired_activities: dict[str, datetime] = Field(default_factory=dict)
     exemptions: tuple[Exemption, ...] = ()
 
     def consents_for(self, pupil_id: str) -> list[Consent]:
         return [consent for consent in self.consents if consent.pupil_id == pupil_id]
+
+    def activity_approved(self, activity: str, *, at: datetime) -> bool:
+        """Whether ``activity`` was on the SLT-approved list for a session starting at ``at``:
+        on the list now, or retired only after ``at`` (retiring affects later sessions only).
+        Names are compared without regard to case."""
+        name = activity.casefold()
+        if any(approved.casefold() == name for approved in self.approved_activities):
+            return True
+        return any(
+            retired.casefold() == name and retired_at > at
+            for retired, retired_at in self.retired_activities.items()
+        )

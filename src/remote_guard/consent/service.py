@@ -46,11 +46,14 @@ def load_registers(session: Session) -> Registers:
         )
         for row in session.scalars(select(RegistrationRow).order_by(RegistrationRow.id))
     )
-    activities = frozenset(session.scalars(select(ApprovedActivityRow.name)))
+    activity_rows = list(session.scalars(select(ApprovedActivityRow)))
     return Registers(
         registrations=registrations,
         consents=consents,
-        approved_activities=activities,
+        approved_activities=frozenset(row.name for row in activity_rows if row.retired_at is None),
+        retired_activities={
+            row.name: row.retired_at for row in activity_rows if row.retired_at is not None
+        },
         exemptions=load_exemptions(session),
     )
 

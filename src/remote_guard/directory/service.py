@@ -34,6 +34,9 @@ class Directory:
     by_address: dict[str, str] = field(default_factory=dict)  # lower-case UPN or mail -> id
     looked_up: dict[str, Person] = field(default_factory=dict)
     looked_up_found: set[str] = field(default_factory=set)  # ids the directory confirmed exist
+    # ids whose lookup failed (an outage, a bad answer) -> why: who they are is not known, so a
+    # session they are in is not complete (the collector marks its directory data missing).
+    lookup_failures: dict[str, str] = field(default_factory=dict)
 
     def domains(self) -> frozenset[str]:
         """The e-mail domains of the school's staff and pupils (from their UPNs and mail)."""
@@ -83,6 +86,9 @@ class Directory:
             resolved = person
         except (GraphError, PayloadError) as exc:
             log.warning("directory.lookup_failed", user_id=person.id, reason=str(exc))
+            self.lookup_failures[person.id] = (
+                exc.reason if isinstance(exc, GraphError) else str(exc)
+            )
         else:
             self.looked_up_found.add(person.id)
             kind = (

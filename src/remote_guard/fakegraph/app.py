@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from remote_guard.fakegraph.faults import ChaosMiddleware
 from remote_guard.fakegraph.graph_v1 import GraphService, graph_router
 from remote_guard.fakegraph.identity import identity_router
 from remote_guard.fakegraph.tenant import TenantState
@@ -58,5 +59,7 @@ def create_app(state: TenantState) -> FastAPI:
     # Graph first: "/v1.0/..." must never be read as a tenant called "v1.0".
     app.include_router(graph_router(GraphService(state)))
     app.include_router(identity_router(state))
+    # Inside the request log, so injected faults are logged with the status the client saw.
+    app.add_middleware(ChaosMiddleware, state=state)
     app.add_middleware(RequestLog, state=state)
     return app

@@ -81,6 +81,8 @@ GROUP_MEMBER_READ = Need(
 # Calendars.ReadBasic is the least privilege for reading events; it hides body and bodyPreview.
 CALENDAR_READ = Need(("Calendars.ReadBasic", "Calendars.Read", "Calendars.ReadWrite"), "calendar")
 CALENDAR_WRITE = Need(("Calendars.ReadWrite",), "calendar")
+# Mail is Exchange Online, as calendars are: a missing permission gives Exchange's error.
+MAIL_SEND = Need(("Mail.Send",), "calendar")
 MEETINGS_READ = Need(("OnlineMeetings.Read.All", "OnlineMeetings.ReadWrite.All"), "other")
 ARTIFACT_READ = Need(("OnlineMeetingArtifact.Read.All",), "other")
 RECORDING_READ = Need(("OnlineMeetingRecording.Read.All",), "other")
@@ -124,6 +126,13 @@ CHANNEL_READ = Need(
 )
 CHANNEL_MESSAGES_READ = Need(
     ("ChannelMessage.Read.All", "Group.Read.All", "Group.ReadWrite.All"), "teams"
+)
+# Teams' protected APIs: message content needs Microsoft's approval as well as consent.
+PROTECTED_NEEDS = (CHAT_MESSAGES_READ, CHANNEL_MESSAGES_READ)
+PROTECTED_API_MESSAGE = (
+    "Invoked API requires Protected API access in application-only context when not using "
+    "Resource Specific Consent. Visit https://docs.microsoft.com/en-us/graph/teams-protected-apis "
+    "for more details."
 )
 
 # Graph's documented page limits per API.
@@ -252,6 +261,8 @@ class GraphService:
             )
         route, params = self._route(request.method, segments)
         _check_permission(grant, route.need)
+        if route.need in PROTECTED_NEEDS and not self.state.protected_apis_approved:
+            raise GraphError(403, "Forbidden", PROTECTED_API_MESSAGE)
         context = Context(request=request, params=params, grant=grant, state=self.state)
         if route.policy_user is not None:
             user = context.user(route.policy_user)
@@ -765,6 +776,63 @@ def create_event(ctx: Context) -> GraphResponse:
     }
     location = f"{request.base_url}/v1.0/users('{user.id}')/events('{event.id}')"
     return GraphResponse(201, body, {"Location": location})
+
+
+def send_mail(ctx: Context) -> GraphResponse:
+    """``POST /users/{id}/sendMail``: 202 with no body, as Graph answers; the message is kept
+    in the tenant state (``TenantState.sent_mail``) for tests to read."""
+    request, state = ctx.request, ctx.state
+    sender = _mailbox_user(ctx)
+    payload = request.json_body()
+    message = payload.get("message") if isinstance(payload, dict) else None
+    if not isinstance(message, dict):
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            "Your request can't be completed. The message property is required.",
+        )
+    recipients: list[str] = []
+    for field_name in ("toRecipients", "ccRecipients", "bccRecipients"):
+        for recipient in message.get(field_name) or []:
+            email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
+            address = str((email or {}).get("address") or "").strip()
+            if not address or "@" not in address:
+                raise GraphError(
+                    400,
+                    "ErrorInvalidRecipients",
+                    "At least one recipient isn't valid., Recipient '"
+                    + address
+                    + "' is not resolved. All recipients must be resolved before a message "
+                    "can be submitted.",
+                )
+            recipients.append(address)
+    if not recipients:
+        raise GraphError(
+            400,
+            "ErrorInvalidRecipients",
+            "At least one recipient isn't valid., A message can't be sent because it contains "
+            "no recipients.",
+        )
+    body = message.get("body") if isinstance(message.get("body"), dict) else {}
+    assert isinstance(body, dict)  # noqa: S101 - narrowed above for mypy
+    content_type = str(body.get("contentType") or "text").lower()
+    if content_type not in ("text", "html"):
+        raise GraphError(
+            400,
+            "ErrorInvalidRequest",
+            f"Your request can't be completed. The body content type '{content_type}' is "
+            "not valid.",
+        )
+    save = payload.get("saveToSentItems", True) if isinstance(payload, dict) else True
+    state.send_mail(
+        sender=sender,
+        subject=str(message.get("subject") or ""),
+        content_type=content_type,
+        content=str(body.get("content") or ""),
+        to=tuple(recipients),
+        save_to_sent_items=save is not False,
+    )
+    return GraphResponse(202, None, {})
 
 
 def _date_time_zone(value: Any, which: str) -> tuple[datetime, str]:
@@ -1411,6 +1479,7 @@ def _routes() -> list[Route]:
         r("GET", "users/{user}/calendarView/delta", calendar_view_delta, CALENDAR_READ),
         r("GET", "users/{user}/events/{event}", get_event, CALENDAR_READ),
         r("POST", "users/{user}/events", create_event, CALENDAR_WRITE),
+        r("POST", "users/{user}/sendMail", send_mail, MAIL_SEND),
         r("GET", "users/{user}/onlineMeetings", list_online_meetings, MEETINGS_READ, "user"),
         r("GET", meeting, get_online_meeting, MEETINGS_READ, "user"),
         r("GET", f"{meeting}/attendanceReports", list_attendance_reports, ARTIFACT_READ, "user"),

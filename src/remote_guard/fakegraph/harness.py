@@ -39,7 +39,7 @@ from remote_guard.policy.profile import Policy
 from remote_guard.poll.service import Poller, PollResult, run_poll
 from remote_guard.rules.base import OPEN_STATUSES, Finding
 from remote_guard.runtime import build_poller
-from remote_guard.settings import Settings, settings_from_mapping
+from remote_guard.settings import NotifySettings, Settings, settings_from_mapping
 from remote_guard.store.db import transaction
 
 if TYPE_CHECKING:
@@ -428,6 +428,7 @@ def run_demo(
     clock = utc_now
     with FakeTenantServer(scenario, state_dir=state_dir / "tenant", clock=clock) as server:
         settings = settings_for(server, scenario, database_url=f"sqlite:///{database}", clock=clock)
+        settings = settings.model_copy(update={"notify": demo_notify(server, scenario)})
         out.write(
             "remote_guard demo: a simulated school tenant\n"
             f"  fake Microsoft 365 tenant   {server.base_url} (identity + Graph v1.0, HTTPS)\n"
@@ -479,6 +480,18 @@ def run_demo(
             if web is not None:
                 web.stop()
     return 0
+
+
+def demo_notify(server: FakeTenantServer, scenario: Scenario) -> NotifySettings:
+    """The DSL e-mail for the demo, sent as the IT technician's mailbox (the demo tenant has no
+    shared mailbox; a school creates one for remote_guard). The fake tenant keeps each message
+    (``TenantState.sent_mail``) instead of delivering it."""
+    it = next(
+        (person.key for person in scenario.people if "IT" in (person.job_title or "")),
+        next(person.key for person in scenario.people if person.kind == "staff"),
+    )
+    identity = server.state.identities[it]
+    return NotifySettings(enabled=True, service_mailbox=identity.upn or identity.id)
 
 
 def _start_demo_web(

@@ -363,6 +363,17 @@ class _Entra:
                     "request is the client secret value, not the client secret ID, for a secret "
                     f"added to app '{app.client_id}'.",
                 )
+            if self.state.client_secret_expired:
+                return self.error(
+                    request,
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"The provided client secret keys for app '{app.client_id}' are expired. "
+                    "Visit the Azure portal to create new keys for your app: "
+                    "https://aka.ms/NewClientSecret, or consider using certificate credentials "
+                    "for added security: https://aka.ms/certCreds.",
+                )
             return None
         if assertion is not None:
             if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:

@@ -841,11 +841,17 @@ def load_scenario(path: Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read the scenario ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as exc:
+        # RecursionError: nesting too deep for the parser, as hostile files can be.
         raise ScenarioError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+            f"{exc if not isinstance(exc, RecursionError) else 'nested too deeply'}"
         ) from exc
     scenario = parse_scenario(data, source=str(path))
     scenario._base_dir = path.resolve().parent

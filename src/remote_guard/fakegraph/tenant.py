@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from remote_guard.fakegraph import _ids
-from remote_guard.fakegraph.faults import FaultPlan, FaultState
+from remote_guard.fakegraph.faults import Chaos, FaultPlan, FaultState
 from remote_guard.fakegraph.scenario import (
     ChatMessageSpec,
     MeetingSettingsSpec,
@@ -307,6 +307,19 @@ class CreatedEvent:
     at: datetime
 
 
+@dataclass(frozen=True)
+class SentMail:
+    """A message a client sent with ``POST /users/{id}/sendMail``, as Graph accepted it."""
+
+    sender_id: str  # the mailbox it was sent as
+    subject: str
+    content_type: str  # text | html
+    content: str
+    to: tuple[str, ...]  # recipients' addresses
+    save_to_sent_items: bool
+    at: datetime
+
+
 @dataclass
 class PageCursor:
     """Server-side paging state behind an opaque ``$skiptoken``."""
@@ -335,6 +348,7 @@ class DeltaCursor:
 @dataclass
 class _Overrides:
     created_events: list[CreatedEvent] = field(default_factory=list)
+    sent_mail: list[SentMail] = field(default_factory=list)
     transactions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
@@ -343,8 +357,9 @@ class TenantState:
 
     Public knobs for tests: :attr:`faults`, :meth:`inject`, :attr:`app_permissions`,
     :attr:`access_policy`, :meth:`invalidate_delta_tokens`, :meth:`expire_tokens`,
-    :meth:`cancel_meeting`, :meth:`remove_meeting`, :meth:`update_meeting`,
-    :attr:`created_events`, :attr:`requests`.
+    :meth:`cancel_meeting`, :meth:`remove_meeting`, :meth:`update_meeting`, :attr:`chaos`,
+    :attr:`created_events`, :attr:`sent_mail`, :attr:`requests`,
+    :attr:`client_secret_expired`, :attr:`protected_apis_approved`.
     """
 
     def __init__(self, scenario: Scenario, *, clock: Clock | None = None) -> None:
@@ -365,12 +380,19 @@ class TenantState:
         self.lock = threading.RLock()
         self.faults = FaultState.from_spec(scenario.faults)
         self.fault_plan = FaultPlan(self.faults, scenario.faults.seed)
+        # Seeded random faults at the HTTP level, off until a test calls chaos.start().
+        self.chaos = Chaos(scenario.faults.seed)
         self.app_permissions: set[str] = set(scenario.app.permissions)
         self.access_policy: Literal["global", "none"] | list[str] = (
             list(scenario.app.access_policy)
             if isinstance(scenario.app.access_policy, list)
             else scenario.app.access_policy
         )
+        # The app's client secret has passed its end date in Entra (AADSTS7000222).
+        self.client_secret_expired = False
+        # Whether Microsoft approved the app for the Teams protected APIs (chat and channel
+        # messages); without it they answer 403 even with the permission consented.
+        self.protected_apis_approved = True
         self._tokens: dict[str, TokenGrant] = {}
         self._requests: list[RequestRecord] = []
         self._overrides = _Overrides()
@@ -1131,10 +1153,11 @@ class TenantState:
         return key is not None and key in self.access_policy
 
     def all_meetings(self) -> list[Meeting]:
-        return list(self.meetings.values())
+        # A meeting the chaos schedule deleted mid-cycle is gone from Teams too until restored.
+        return [m for key, m in self.meetings.items() if key not in self.chaos.removed]
 
     def meeting_by_join_url(self, join_url: str) -> Meeting | None:
-        for meeting in self.meetings.values():
+        for meeting in self.all_meetings():
             if meeting.hosted_here and meeting.join_url == join_url:
                 return meeting
         return None
@@ -1142,7 +1165,7 @@ class TenantState:
     def meeting_by_online_id(self, meeting_id: str) -> Meeting | None:
         """The meeting with this onlineMeeting id; for a recurring meeting, its first occurrence
         (the series is one onlineMeeting)."""
-        found = [m for m in self.meetings.values() if m.online_meeting_id == meeting_id]
+        found = [m for m in self.all_meetings() if m.online_meeting_id == meeting_id]
         return min(found, key=lambda m: (m.start, m.key)) if found else None
 
     def occurrences(self, meeting: Meeting) -> list[Meeting]:
@@ -1354,6 +1377,36 @@ class TenantState:
         """
         with self.lock:
             del self.calendars[user_id][event_id]
+
+    @property
+    def sent_mail(self) -> list[SentMail]:
+        """Messages clients sent with sendMail, oldest first (a copy)."""
+        with self.lock:
+            return list(self._overrides.sent_mail)
+
+    def send_mail(
+        self,
+        *,
+        sender: Identity,
+        subject: str,
+        content_type: str,
+        content: str,
+        to: tuple[str, ...],
+        save_to_sent_items: bool,
+    ) -> SentMail:
+        """Keep a message sent as ``sender``'s mailbox (nothing is delivered anywhere)."""
+        with self.lock:
+            mail = SentMail(
+                sender_id=sender.id,
+                subject=subject,
+                content_type=content_type,
+                content=content,
+                to=to,
+                save_to_sent_items=save_to_sent_items,
+                at=self.now(),
+            )
+            self._overrides.sent_mail.append(mail)
+            return mail
 
     @property
     def created_events(self) -> list[CreatedEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -94,11 +95,16 @@ class TokenProvider:
                     self._tenant.client_id, client_credential=self._credential(), **options
                 )
             except ValueError as exc:
+                # MSAL says the same for a tenant that does not exist (4xx: permanent) and for a
+                # discovery answer that is not JSON (an outage); what it caught tells them apart.
                 raise GraphAuthError(
                     f"the identity platform at {self._tenant.authority} refused tenant discovery: {exc}",
                     endpoint="openid-configuration",
+                    retryable=isinstance(exc.__context__, json.JSONDecodeError),
                 ) from exc
-            except requests.RequestException as exc:
+            except (requests.RequestException, msal.exceptions.MsalError, RuntimeError) as exc:
+                # MSAL raises its own MsalServiceError (or a bare RuntimeError) when discovery
+                # answers 5xx: an outage, worth trying again later.
                 raise GraphAuthError(
                     f"cannot reach the identity platform at {self._tenant.authority_host}: "
                     f"{type(exc).__name__}",
@@ -129,6 +135,15 @@ class TokenProvider:
             except requests.RequestException as exc:
                 raise GraphAuthError(
                     f"cannot reach the token endpoint: {type(exc).__name__}",
+                    endpoint="token",
+                    retryable=True,
+                ) from exc
+            except (msal.exceptions.MsalError, ValueError) as exc:
+                # MsalServiceError: the token endpoint answered 5xx (MSAL keeps that answer for
+                # its Retry-After and repeats it meanwhile); ValueError: an answer that is not
+                # JSON. Both are outages on Entra's side, not a refused credential.
+                raise GraphAuthError(
+                    f"the token endpoint failed: {type(exc).__name__}: {str(exc)[:200]}",
                     endpoint="token",
                     retryable=True,
                 ) from exc

@@ -23,6 +23,7 @@ import structlog
 
 from remote_guard.graph.auth import TokenProvider
 from remote_guard.graph.errors import (
+    GraphAuthError,
     GraphError,
     GraphNotFoundError,
     GraphPermissionError,
@@ -71,6 +72,15 @@ _LITERAL_SEGMENTS = frozenset(
     }
 )
 _SKIP_ERROR_DETAIL = re.compile(r"[\r\n]+")
+# Failures of the connection rather than answers from Graph, all worth retrying: a timeout, a
+# refused or reset connection, and an answer cut off part-way through its body (requests raises
+# ChunkedEncodingError for that, which is not a ConnectionError).
+_TRANSPORT_ERRORS = (
+    requests.Timeout,
+    requests.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 def endpoint_name(path_or_url: str) -> str:
@@ -224,7 +234,26 @@ class GraphClient:
         base: float = min(0.5 * (2**attempt), self._tenant.max_retry_wait_seconds)
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
-    def request(
+    def _token(self, attempt: int) -> str | None:
+        """An access token; or None, after waiting, when the identity platform was unreachable or
+        busy and the retry budget allows another try (it is retried like Graph itself).
+
+        Raises:
+            GraphAuthError: the credential was refused (not retryable), or retries ran out.
+        """
+        try:
+            return self.tokens.token()
+        except GraphAuthError as exc:
+            if not exc.retryable or attempt >= self._tenant.max_retries:
+                raise
+        wait = self._backoff(attempt, None)
+        with self._lock:
+            self.stats.retries += 1
+        log.info("graph.token_retry", attempt=attempt + 1, wait_seconds=round(wait, 3))
+        self._sleep(wait)
+        return None
+
+    def request(  # noqa: PLR0915 (one retry loop read top to bottom: token, send, classify, wait)
         self,
         method: str,
         path_or_url: str,
@@ -244,7 +273,10 @@ class GraphClient:
         refreshed_token = False
         attempt = 0
         while True:
-            token = self.tokens.token()
+            token = self._token(attempt)
+            if token is None:
+                attempt += 1
+                continue
             sent_headers = {
                 "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
@@ -263,7 +295,7 @@ class GraphClient:
                     timeout=self._tenant.timeout_seconds,
                     verify=self._verify,
                 )
-            except (requests.Timeout, requests.ConnectionError) as exc:
+            except _TRANSPORT_ERRORS as exc:
                 error: GraphError = GraphError(
                     f"{type(exc).__name__} talking to Graph",
                     endpoint=endpoint,

@@ -162,6 +162,14 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
     ),
     GraphCall(
         "POST",
+        "/users/{id}/events",
+        "Calendars.ReadWrite",
+        False,
+        "Web app: put an SLT member's monitoring drop-in (the lesson's join link, a reminder) into "
+        "their own calendar; never a new Teams meeting",
+    ),
+    GraphCall(
+        "POST",
         "/$batch",
         "(each item's own)",
         False,

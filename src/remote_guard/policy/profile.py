@@ -202,12 +202,19 @@ def load_profile(path: Path) -> Profile:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ProfileError(f"{path}: cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: is not UTF-8 text ({exc.reason})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: is not valid TOML ({exc})") from exc
     header = data.pop("profile", {})
     if not isinstance(header, dict):
         raise ProfileError(f"{path}: [profile] must be a table")
     raw_clauses = data.pop("clauses", [])
+    twice = sorted(set(header) & {"clauses", *data})
+    if twice:
+        raise ProfileError(
+            f"{path}: {', '.join(twice)} is given both in [profile] and outside it; keep one"
+        )
     try:
         return Profile(**header, clauses=raw_clauses, **data)
     except ValidationError as exc:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,6 +30,7 @@ from remote_guard.findings.models import FindingRow
 from remote_guard.findings.service import RecordResult, record_findings
 from remote_guard.graph.client import GraphClient
 from remote_guard.graph.errors import GraphError
+from remote_guard.ops.metrics import POLL_METRICS
 from remote_guard.policy.profile import Policy
 from remote_guard.poll.models import CheckpointRow, PollRunRow
 from remote_guard.rules.base import (
@@ -62,6 +63,9 @@ class Poller:
     registry: Mapping[str, Rule]
     clock: Clock
     on_finding: FindingListener | None = None  # told of each new or changed open finding
+    # Called once at the end of each poll cycle (cases opened, DSL e-mails sent); an error is
+    # logged and never fails the cycle.
+    after_cycle: Callable[[PollResult], None] | None = None
     # The e-mail domains of the school's accounts, refreshed from the directory each cycle.
     school_domains: frozenset[str] = frozenset()
 
@@ -114,16 +118,97 @@ def snapshot_digest(snapshot: SessionSnapshot) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read top to bottom; the audit hooks at its start and end take it past 50)
+def run_poll(poller: Poller) -> PollResult:
     """Run one full poll cycle and record it as a poll run.
 
     Never raises for Graph trouble: a cycle that could not read something ends ``partial`` or
-    ``failed`` with the reasons recorded, and findings already stored are kept.
+    ``failed`` with the reasons recorded, and findings already stored are kept. Any other
+    exception is recorded too (the run ends ``failed`` naming it) and logged with its traceback,
+    so the poll runs table always says why a cycle stopped. Every log line of the cycle carries
+    ``poll_run_id``.
+
+    Raises:
+        Exception: only if the failure cannot be recorded either (the database is unreachable).
     """
     run_id = str(uuid.uuid4())
+    with structlog.contextvars.bound_contextvars(poll_run_id=run_id):
+        try:
+            result = _run_cycle(poller, run_id)
+        except Exception as exc:
+            log.exception("poll.crashed", error=type(exc).__name__)
+            result = _record_crash(poller, run_id, exc)
+    POLL_METRICS.observe(result.status, result.seconds)
+    return result
+
+
+def _record_crash(poller: Poller, run_id: str, exc: Exception) -> PollResult:
+    """End a run that raised as ``failed``, naming the exception; findings committed before it
+    are kept (each session commits on its own).
+
+    Raises:
+        Exception: ``exc`` itself, if the run's row was never written (the cycle failed before
+            it could record anything, e.g. the database is unreachable).
+    """
+    finished = poller.clock()
+    reason = f"crashed: {type(exc).__name__}: {str(exc)[:300]}"
+    with transaction(poller.db) as session:
+        row = session.get(PollRunRow, run_id)
+        if row is None:
+            raise exc
+        row.finished_at = finished
+        row.status = "failed"
+        row.errors = [*(row.errors or []), reason]
+        audit.record(
+            session,
+            "poll.finished",
+            object_type="poll_run",
+            object_id=run_id,
+            run_id=run_id,
+            after={"status": "failed", "errors": [reason]},
+        )
+    return PollResult(
+        run_id=run_id,
+        status="failed",
+        started_at=row.started_at,
+        finished_at=finished,
+        errors=[reason],
+    )
+
+
+def _mark_interrupted(session: Session, poller: Poller, run_id: str, now: datetime) -> None:
+    """Earlier runs of this tenant still marked ``running`` were cut short (the process was
+    killed, or the machine lost power): mark them ``interrupted`` so nobody takes them for a poll
+    in progress. One poller per tenant is assumed, as the scheduler runs one cycle at a time."""
+    stale = session.scalars(
+        select(PollRunRow).where(
+            PollRunRow.tenant_id == poller.settings.tenant.tenant_id,
+            PollRunRow.status == "running",
+            PollRunRow.finished_at.is_(None),
+        )
+    ).all()
+    for row in stale:
+        row.status = "interrupted"
+        row.errors = [
+            *(row.errors or []),
+            f"interrupted: the poller stopped before this run finished (found by run {run_id} "
+            f"at {now.isoformat()}); its sessions are read again",
+        ]
+        audit.record(
+            session,
+            "poll.interrupted",
+            object_type="poll_run",
+            object_id=row.id,
+            run_id=run_id,
+            after={"status": "interrupted"},
+        )
+        log.warning("poll.interrupted_run_found", interrupted_run_id=row.id)
+
+
+def _run_cycle(poller: Poller, run_id: str) -> PollResult:  # noqa: PLR0915 (one cycle, read top to bottom; the audit hooks at its start and end take it past 50)
     started = poller.clock()
     bound_log = log.bind(poll_run_id=run_id)
     with transaction(poller.db) as session:
+        _mark_interrupted(session, poller, run_id, started)
         session.add(
             PollRunRow(
                 id=run_id,
@@ -153,6 +238,7 @@ def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read to
     else:
         counts["people"] = len(directory.people)
         poller.school_domains = directory.domains()
+        _remember_school_domains(poller, started)
         window_start = started - timedelta(hours=poller.settings.poll.lookback_hours)
         window_end = started + timedelta(days=poller.settings.poll.lookahead_days)
         final_ids = _final_session_ids(poller, window_start)
@@ -204,6 +290,24 @@ def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read to
                 counts=counts,
                 reevaluate_only=True,
             )
+        # A teacher or SLT member may have changed the registers while this cycle ran (the web
+        # app re-evaluates at once); judge every session of the cycle again against the registers
+        # as they are now, so a cycle that started earlier never undoes that change.
+        with poller.db() as session:
+            latest = load_registers(session)
+        if latest != registers:
+            registers = latest
+            for snapshot in evaluated.values():
+                _store_and_evaluate(
+                    poller,
+                    snapshot,
+                    final=True,
+                    registers=registers,
+                    run_id=run_id,
+                    counts=counts,
+                    reevaluate_only=True,
+                    again=True,
+                )
         # Patterns across sessions (repeated breaches) once every session's own findings are in,
         # oldest session first so each pattern is raised where it first appears.
         if poller.rule_ids(stage=2):
@@ -248,7 +352,7 @@ def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read to
         graph_requests=graph["requests_this_run"],
         **dict(counts),
     )
-    return PollResult(
+    result = PollResult(
         run_id=run_id,
         status=status,
         started_at=started,
@@ -257,6 +361,12 @@ def run_poll(poller: Poller) -> PollResult:  # noqa: PLR0915 (one cycle, read to
         errors=errors,
         graph=graph,
     )
+    if poller.after_cycle is not None:
+        try:
+            poller.after_cycle(result)
+        except Exception:  # noqa: BLE001 - a hook must never fail the cycle
+            bound_log.exception("poll.after_cycle_failed")
+    return result
 
 
 def _final_session_ids(poller: Poller, window_start: datetime) -> set[str]:
@@ -329,6 +439,94 @@ class _ChatScan:
         counts["chat_scans"] += 1
 
 
+@dataclass
+class Reevaluation:
+    """What :func:`reevaluate_sessions` did: the sessions re-evaluated and the findings changed."""
+
+    session_ids: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    changed: list[tuple[str, Finding]] = field(default_factory=list)  # (previous status, finding)
+    created: list[Finding] = field(default_factory=list)
+
+
+def reevaluate_sessions(poller: Poller, session_ids: Collection[str]) -> Reevaluation:
+    """Evaluate the stored snapshots of ``session_ids`` again with the registers as they are now,
+    and record the findings, as a poll cycle does for a session already read in full.
+
+    For a change to the registers made between polls (a one-to-one registered, approved or
+    declined, a consent withdrawn): no Graph call is made, only the database is read and
+    written, so ``poller.graph`` is never used. Sessions with no stored snapshot are skipped.
+    Stage-1 rules run on each session, then stage-2 rules (patterns across sessions), oldest
+    session first. Each session's findings commit in their own transaction, with their audit
+    entries; the audit trail names whoever is acting (``audit.acting_as``).
+
+    The e-mail domains the last poll read from the directory are used (``poller.school_domains``
+    is refreshed from the store), so rules about outside addresses judge as the poll did.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be read or written.
+        AuditError: the audit trail cannot be written (that session's findings do not change).
+    """
+    result = Reevaluation()
+    snapshots = sorted(_stored_final_snapshots(poller, set(session_ids)), key=_session_start)
+    if not snapshots:
+        return result
+    stored_domains = load_school_domains(poller)
+    if stored_domains is not None:
+        poller.school_domains = stored_domains
+    with poller.db() as session:
+        registers = load_registers(session)
+    stages = [1] + ([2] if poller.rule_ids(stage=2) else [])
+    for stage in stages:
+        for snapshot in snapshots:
+            recorded = _store_and_evaluate(
+                poller,
+                snapshot,
+                final=True,
+                registers=registers,
+                run_id=None,
+                counts=result.counts,
+                reevaluate_only=True,
+                stage=stage,
+            )
+            result.created.extend(recorded.created)
+            result.changed.extend(recorded.changed)
+    result.session_ids = [snapshot.session_id for snapshot in snapshots]
+    log.info(
+        "poll.reevaluated",
+        sessions=len(snapshots),
+        created=len(result.created),
+        changed=len(result.changed),
+    )
+    return result
+
+
+def _school_domains_key(poller: Poller) -> str:
+    return f"school_domains:{poller.settings.tenant.tenant_id}"
+
+
+def _remember_school_domains(poller: Poller, now: datetime) -> None:
+    """Keep the directory's e-mail domains, for re-evaluations made between polls (the web app
+    re-evaluates after a register changes and reads no directory)."""
+    value = json.dumps(sorted(poller.school_domains))
+    with transaction(poller.db) as session:
+        row = session.get(CheckpointRow, _school_domains_key(poller))
+        if row is None:
+            session.add(CheckpointRow(key=_school_domains_key(poller), value=value, updated_at=now))
+        elif row.value != value:
+            row.value = value
+            row.updated_at = now
+
+
+def load_school_domains(poller: Poller) -> frozenset[str] | None:
+    """The school's e-mail domains as the last poll read them, or None before any poll has."""
+    with poller.db() as session:
+        row = session.get(CheckpointRow, _school_domains_key(poller))
+    if row is None:
+        return None
+    return frozenset(str(domain) for domain in json.loads(row.value))
+
+
 def _stored_final_snapshots(poller: Poller, session_ids: set[str]) -> list[SessionSnapshot]:
     if not session_ids:
         return []
@@ -347,10 +545,11 @@ def _store_and_evaluate(
     *,
     final: bool,
     registers: Registers,
-    run_id: str,
+    run_id: str | None,
     counts: Counter[str],
     reevaluate_only: bool = False,
     stage: int = 1,
+    again: bool = False,
 ) -> RecordResult:
     now = poller.clock()
     history: tuple[PriorBreach, ...] = ()
@@ -374,7 +573,7 @@ def _store_and_evaluate(
             now=now,
             poll_run_id=run_id,
         )
-    if stage == 1:
+    if stage == 1 and not again:
         counts["sessions"] += 1
     counts["findings_created"] += len(result.created)
     counts["findings_changed"] += len(result.changed)
@@ -443,7 +642,7 @@ def _history(poller: Poller, snapshot: SessionSnapshot) -> tuple[PriorBreach, ..
 
 
 def _store_snapshot(
-    session: Session, snapshot: SessionSnapshot, *, final: bool, run_id: str, now: datetime
+    session: Session, snapshot: SessionSnapshot, *, final: bool, run_id: str | None, now: datetime
 ) -> None:
     digest = snapshot_digest(snapshot)
     row = session.get(SessionRow, snapshot.session_id)

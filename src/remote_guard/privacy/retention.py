@@ -110,6 +110,19 @@ def _concern_sessions(session: Session) -> set[str]:
     return set(session.scalars(now_open.union(once_open)))
 
 
+def _sessions_held_by_cases(session: Session, cut: Cutoffs) -> set[str]:
+    """Sessions whose case is open, or closed more recently than the closed-case cut-off."""
+    from remote_guard.cases.models import CaseRow
+
+    return set(
+        session.scalars(
+            select(CaseRow.session_id).where(
+                CaseRow.closed_at.is_(None) | (CaseRow.closed_at >= cut.closed_cases)
+            )
+        )
+    )
+
+
 def plan(session: Session, retention: RetentionSettings, *, now: datetime) -> PurgeResult:
     """What is due for removal at ``now``; nothing is changed."""
     cut = Cutoffs.at(now, retention)
@@ -127,7 +140,12 @@ def plan(session: Session, retention: RetentionSettings, *, now: datetime) -> Pu
         .where(SessionRow.last_collected_at < max(cut.sessions_without_findings, cut.findings))
         .order_by(SessionRow.id)
     ).all()
+    held = _sessions_held_by_cases(session, cut)
     for session_id, last_read in stale:
+        if session_id in held:
+            # A case keeps its session, findings and notes: while it is open, and until it has
+            # been closed for closed_cases_days (a safeguarding record outlives the findings).
+            continue
         if session_id not in concerns:
             if last_read < cut.sessions_without_findings:
                 result.sessions_without_findings.append(session_id)

@@ -266,6 +266,40 @@ def _sessions(session: Session, scrub: _Scrubber) -> tuple[list[dict[str, Any]],
     return sessions, set(by_session)
 
 
+def _cases(session: Session, scrub: _Scrubber, session_ids: set[str]) -> list[dict[str, Any]]:
+    """The DSL's review of each session the person was in: status, resolution and notes (other
+    people in a note's text replaced like everywhere else; the author shown by role)."""
+    from remote_guard.cases.models import CaseNoteRow, CaseRow
+
+    cases: list[dict[str, Any]] = []
+    for row in session.scalars(
+        select(CaseRow).where(CaseRow.session_id.in_(sorted(session_ids))).order_by(CaseRow.id)
+    ):
+        notes = session.scalars(
+            select(CaseNoteRow).where(CaseNoteRow.case_id == row.id).order_by(CaseNoteRow.id)
+        )
+        cases.append(
+            {
+                "case": str(row.id),
+                "session_id": row.session_id,
+                "status": row.status,
+                "resolution": row.resolution,
+                "opened_at": _time(row.opened_at),
+                "closed_at": _time(row.closed_at),
+                "notes": [
+                    {
+                        "at": _time(note.created_at),
+                        "kind": note.kind,
+                        "author": note.author_role,
+                        "text": scrub.text(note.text),
+                    }
+                    for note in notes
+                ],
+            }
+        )
+    return cases
+
+
 def _findings(
     session: Session, scrub: _Scrubber, session_ids: set[str]
 ) -> tuple[list[dict[str, Any]], set[str]]:
@@ -486,7 +520,8 @@ def build(session: Session, person_id: str, *, now: datetime) -> dict[str, Any]:
     sessions, session_ids = _sessions(session, scrub)
     findings, finding_keys = _findings(session, scrub, session_ids)
     registers = _registers(session, scrub)
-    objects = {*session_ids, *finding_keys}
+    cases = _cases(session, scrub, session_ids)
+    objects = {*session_ids, *finding_keys, *(c["case"] for c in cases)}
     objects.update(c["consent"] for c in registers["consents"])
     objects.update(r["registration"] for r in registers["registrations"])
     objects.update(x["exemption"] for x in registers["exemptions"])
@@ -497,6 +532,7 @@ def build(session: Session, person_id: str, *, now: datetime) -> dict[str, Any]:
         "generated_at": utc_text(now),
         "sessions": sessions,
         "findings": findings,
+        "cases": cases,
         **registers,
         "audit_entries": entries,
         "about_others": (
@@ -507,7 +543,15 @@ def build(session: Session, person_id: str, *, now: datetime) -> dict[str, Any]:
 
 
 def counts(data: Mapping[str, Any]) -> dict[str, int]:
-    kinds = ("sessions", "findings", "consents", "registrations", "exemptions", "audit_entries")
+    kinds = (
+        "sessions",
+        "findings",
+        "cases",
+        "consents",
+        "registrations",
+        "exemptions",
+        "audit_entries",
+    )
     return {kind: len(data[kind]) for kind in kinds}
 
 

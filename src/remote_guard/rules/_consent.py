@@ -75,8 +75,9 @@ def _check(
         return Cover(
             False, "SLT approved the registration only after the session started", registration.id
         )
-    approved = {activity.casefold() for activity in registers.approved_activities}
-    if require_approved_activity and registration.activity.casefold() not in approved:
+    if require_approved_activity and not registers.activity_approved(
+        registration.activity, at=start
+    ):
         return Cover(
             False,
             f"the activity {registration.activity!r} is not on the SLT-approved list",
@@ -103,7 +104,7 @@ def _check(
             f"({latest.granted_at.astimezone(zone):%d %b %Y %H:%M})"
         )
     elif latest.expires_at is not None and latest.expires_at <= start:
-        why = f"parental consent expired on {latest.expires_at:%d %b %Y}"
+        why = f"parental consent expired on {latest.expires_at.astimezone(zone):%d %b %Y}"
     else:
         why = "no parental consent covers this session"
     return Cover(False, why, registration.id, latest.id)

@@ -105,9 +105,12 @@ def migrate(engine: Engine) -> None:
 def import_models() -> None:
     """Import every domain's ``models`` module, registering its tables on ``Base.metadata``."""
     from remote_guard.audit import models as _audit  # noqa: F401
+    from remote_guard.cases import models as _cases  # noqa: F401
     from remote_guard.collect import models as _collect  # noqa: F401
     from remote_guard.consent import models as _consent  # noqa: F401
+    from remote_guard.dropins import models as _dropins  # noqa: F401
     from remote_guard.exemptions import models as _exemptions  # noqa: F401
     from remote_guard.findings import models as _findings  # noqa: F401
+    from remote_guard.one_to_ones import models as _one_to_ones  # noqa: F401
     from remote_guard.poll import models as _poll  # noqa: F401
     from remote_guard.web import models as _web  # noqa: F401

@@ -161,6 +161,63 @@ def can_assign_findings(user: User) -> bool:
     return user.has(Role.DSL)
 
 
+# --- the DSL's cases (web/routes/dsl.py, web/dsl_api.py) --------------------------------------
+#
+# Deputy DSLs are trained to the DSL's standard and act when the DSL is away, so they do
+# everything the DSL does with a case (open its evidence, review, close with a resolution,
+# reopen, note, export the hand-off) except hand out work: only the DSL assigns a case to
+# someone else. A deputy may take an unassigned case for themselves, or give back one they
+# hold, so work is never stuck while the DSL is away. Everyone else, SLT included, is refused:
+# a case is the DSL's safeguarding record.
+
+
+def can_open_case(user: User, session: SessionLike) -> bool:
+    """A session's evidence page and its case: the DSL and deputy DSLs of its school. Opening
+    it is recorded in the audit trail as a view."""
+    return user.has(Role.DSL, Role.DEPUTY_DSL) and can_see_session(user, session)
+
+
+def can_change_case(user: User, session: SessionLike) -> bool:
+    """Moving a case new -> in review -> closed (with a resolution), reopening it, and adding
+    notes: the DSL and deputy DSLs of the session's school."""
+    return can_open_case(user, session)
+
+
+def can_export_case(user: User, session: SessionLike) -> bool:
+    """The hand-off summary for CPOMS or MyConcern (page and CSV): whoever may open the case."""
+    return can_open_case(user, session)
+
+
+def can_assign_case(
+    user: User, session: SessionLike, *, assignee_id: str | None, current_id: str | None
+) -> bool:
+    """Giving a case to ``assignee_id`` (None: to nobody) while ``current_id`` holds it.
+
+    The DSL gives any case of their schools to anyone (the caller checks that the assignee is
+    a DSL or deputy DSL of that school). A deputy DSL only takes an unassigned case for
+    themselves, or gives back a case they hold.
+    """
+    if not can_open_case(user, session):
+        return False
+    if user.has(Role.DSL):
+        return True
+    taking = assignee_id == user.id and current_id in (None, user.id)
+    giving_back = assignee_id is None and current_id == user.id
+    return taking or giving_back
+
+
+def runs_session(user: User, session: SessionLike) -> bool:
+    """The sessions on a member of staff's "My sessions": those they organise, whatever their
+    role (a DSL's own lessons are theirs; their school's others are in the DSL queue). Who
+    co-organises or presents is not in the stored session, so only the organiser counts."""
+    return (
+        can_use_app(user)
+        and session.organizer_id is not None
+        and session.organizer_id == user.id
+        and can_see_school(user, session.school)
+    )
+
+
 def can_add_context(user: User, session: SessionLike) -> bool:
     """A teacher adds context to flags on their own sessions (they cannot close them)."""
     return can_use_app(user) and session.organizer_id == user.id and can_see_session(user, session)
@@ -190,6 +247,26 @@ def can_register_one_to_one(user: User, pupil_id: str) -> bool:
     return user.has(Role.TEACHER) and pupil_id in user.class_pupil_ids
 
 
+def can_register_one_to_ones(user: User) -> bool:
+    """The register form: a teacher with at least one class (any pupil is then checked with
+    :func:`can_register_one_to_one`)."""
+    return user.has(Role.TEACHER) and bool(user.class_pupil_ids)
+
+
+def can_manage_consent(
+    user: User, pupil_id: str, school: str | None, *, runs_registration: bool = False
+) -> bool:
+    """Seeing a pupil's parental consent (the parent's name and contact, the evidence) and
+    recording its withdrawal: the teacher of the pupil's class, the adult who runs the
+    registered one-to-one (``runs_registration``), and SLT and DSLs of the pupil's school.
+    A withdrawal only ever makes the rules stricter, so whoever hears of it may record it."""
+    if not can_use_app(user):
+        return False
+    if runs_registration or pupil_id in user.class_pupil_ids:
+        return True
+    return user.has(Role.SLT, Role.DSL, Role.DEPUTY_DSL) and can_see_school(user, school)
+
+
 def can_decide_registrations(user: User) -> bool:
     """Approving or declining one-to-one registrations and keeping the activity list: SLT."""
     return user.has(Role.SLT)
@@ -197,4 +274,51 @@ def can_decide_registrations(user: User) -> bool:
 
 def can_schedule_drop_ins(user: User) -> bool:
     """Scheduling a monitoring drop-in and recording its outcome: SLT."""
+    return user.has(Role.SLT)
+
+
+def can_decide_registration(user: User, *, staff_id: str, school: str | None) -> bool:
+    """Approving or declining one registration: SLT of the pupil's school, and never for a
+    one-to-one they run themselves (someone else must approve it)."""
+    return can_decide_registrations(user) and staff_id != user.id and can_see_school(user, school)
+
+
+def can_see_registration(user: User, school: str | None) -> bool:
+    """A registration and its consent on the approvals page: SLT of the pupil's school."""
+    return can_decide_registrations(user) and can_see_school(user, school)
+
+
+class DropInLike(Protocol):
+    """What access decisions read from a stored drop-in (``dropins.models.DropInRow``)."""
+
+    @property
+    def slt_user_id(self) -> str: ...
+
+    @property
+    def school(self) -> str | None: ...
+
+
+def can_schedule_drop_in(user: User, session: SessionLike) -> bool:
+    """A drop-in into one session: SLT who may see the session, not into a session they run
+    themselves (monitoring oneself is no monitoring)."""
+    return (
+        can_schedule_drop_ins(user)
+        and can_see_session(user, session)
+        and session.organizer_id != user.id
+    )
+
+
+def can_see_drop_in(user: User, dropin: DropInLike) -> bool:
+    """Drop-ins of their schools are seen by SLT (to share out who visits whom)."""
+    return can_schedule_drop_ins(user) and can_see_school(user, dropin.school)
+
+
+def can_manage_drop_in(user: User, dropin: DropInLike) -> bool:
+    """Recording the outcome, putting it in the calendar again, cancelling: only the SLT member
+    whose drop-in it is (the event is in their own calendar; they saw what happened)."""
+    return can_see_drop_in(user, dropin) and dropin.slt_user_id == user.id
+
+
+def can_see_coverage(user: User) -> bool:
+    """Drop-in coverage this half-term: SLT (limited to the schools they see)."""
     return user.has(Role.SLT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from remote_guard.web import dsl_api
 from remote_guard.web.access import home_path
 from remote_guard.web.auth import CurrentUser, request_session
 
@@ -44,3 +45,7 @@ def me(request: Request, user: CurrentUser) -> Me:
         home=home_path(user),
         csrf_token=session.csrf_token if session is not None else "",
     )
+
+
+# The DSL's queue, evidence and case actions (web/dsl_api.py).
+router.include_router(dsl_api.router)

@@ -29,6 +29,7 @@ import remote_guard
 from remote_guard import audit
 from remote_guard.clock import Clock, utc_now
 from remote_guard.graph.client import GraphClient
+from remote_guard.ops import web as ops_web
 from remote_guard.settings import ConfigError, Settings
 from remote_guard.web import api
 from remote_guard.web.access import User, can_use_app
@@ -43,7 +44,7 @@ from remote_guard.web.auth import (
 from remote_guard.web.context import WebContext, web_context
 from remote_guard.web.people import PeopleSource, RosterCache, RosterUnavailableError
 from remote_guard.web.render import make_templates, render
-from remote_guard.web.routes import dsl, home, slt, teacher
+from remote_guard.web.routes import dsl, home, slt, slt_api, teacher, teacher_api
 from remote_guard.web.security import CsrfError, SessionStore, WebSession, check_csrf
 
 log = structlog.get_logger(__name__)
@@ -135,12 +136,18 @@ def create_app(
     )
     app.state.web = context
     app.include_router(auth_router(web_settings.redirect_path))
-    for router in (home.router, dsl.router, teacher.router, slt.router, api.router):
+    for router in (
+        home.router,
+        dsl.router,
+        teacher.router,
+        slt.router,
+        api.router,
+        teacher_api.router,
+        slt_api.router,
+    ):
         app.include_router(router)
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(ops_web.router)  # /healthz, /readyz, /metrics
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_pages(app)
@@ -194,7 +201,7 @@ class RequestContext:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         user: User | None = None
-        if not scope["path"].startswith("/static/"):
+        if not scope["path"].startswith(("/static/", *ops_web.OPS_PATHS)):
             cookies = cookie_parser(_header(scope, b"cookie") or "")
             session, user, problem = await run_in_threadpool(
                 self._resolve, cookies.get(self.web.sessions.cookie_name)
@@ -207,11 +214,13 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        if user is None:
-            await self.app(scope, receive, send_with_id)
-            return
-        with audit.acting_as(actor_for(user), request_id=request_id):
-            await self.app(scope, receive, send_with_id)
+        # Every log line written while serving the request carries its id.
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            if user is None:
+                await self.app(scope, receive, send_with_id)
+                return
+            with audit.acting_as(actor_for(user), request_id=request_id):
+                await self.app(scope, receive, send_with_id)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

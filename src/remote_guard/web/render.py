@@ -41,7 +41,12 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("/dsl", "DSL review queue", access.can_see_dsl_queue),
     NavItem("/slt", "SLT board", access.can_see_slt_board),
+    NavItem("/slt/one-to-ones", "One-to-one approvals", access.can_decide_registrations),
+    NavItem("/slt/drop-ins", "Drop-ins", access.can_schedule_drop_ins),
+    NavItem("/slt/coverage", "Drop-in coverage", access.can_see_coverage),
+    NavItem("/slt/activities", "Approved activities", access.can_decide_registrations),
     NavItem("/my-sessions", "My sessions", access.can_see_my_sessions),
+    NavItem("/my-sessions/one-to-ones", "My one-to-ones", access.can_register_one_to_ones),
 )
 
 

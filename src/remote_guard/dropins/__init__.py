@@ -1,0 +1,1 @@
+"""Monitoring drop-ins: SLT visits to live remote sessions, their calendar events, outcomes and coverage."""
