@@ -20,6 +20,7 @@ from remote_guard.exemptions.service import save_exemption
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import run_poll
 from remote_guard.privacy.subject_access import (
+    WITHHELD,
     SubjectAccessError,
     build,
     write_export,
@@ -182,3 +183,39 @@ def test_a_short_id_is_refused(tmp_path: Path) -> None:
     """An id too short to be a person's (it would match half the store) is refused."""
     with pytest.raises(SubjectAccessError, match="not a person id"):
         build(None, "p1", now=NOW)  # type: ignore[arg-type]
+
+
+def test_reviews_and_withdrawals_are_in_the_export_with_others_hidden(polled: Running) -> None:
+    """The DSL's review of p1's lesson (its notes, other pupils' names replaced) and the record
+    of the withdrawal of p1's consent (who told the school withheld) are in p1's export."""
+    from remote_guard.cases.service import add_note, open_or_get_case
+    from remote_guard.one_to_ones.models import ConsentWithdrawalRow
+
+    me = polled.scenario.person_id("p1")
+    dsl = audit.Actor(id="dsl-user", role="dsl")
+    with polled.poller.db() as session:
+        lesson = next(s["session_id"] for s in build(session, me, now=NOW)["sessions"])
+    with transaction(polled.poller.db) as session:
+        case = open_or_get_case(session, lesson, now=NOW, by=dsl)
+        add_note(session, case, text="Spoke to Pupil 2 and Pupil 1's mother.", by=dsl, now=NOW)
+        session.add(
+            ConsentWithdrawalRow(
+                id="withdrawal-p1",
+                consent_id="consent-p1",
+                withdrawn_at=NOW,
+                told_by="Mrs Kowalski",
+                note="By phone",
+                recorded_by=polled.scenario.person_id("t.jones"),
+                recorded_at=NOW,
+            )
+        )
+    with polled.poller.db() as session:
+        data = build(session, me, now=NOW)
+    (review,) = [c for c in data["cases"] if c["session_id"] == lesson]
+    (note,) = review["notes"]
+    assert "Pupil 2" not in note["text"]
+    assert "Pupil 1's mother" in note["text"]
+    (consent,) = [c for c in data["consents"] if c["consent"] == "consent-p1"]
+    (withdrawal,) = consent["withdrawals"]
+    assert withdrawal["told_by"] == WITHHELD
+    assert withdrawal["note"] == "By phone"

@@ -366,6 +366,26 @@ def _findings(
     return found, {item["finding"] for item in found}
 
 
+def _withdrawals(session: Session, scrub: _Scrubber, consent_id: str) -> list[dict[str, Any]]:
+    """How a withdrawal of the consent was recorded; who told the school is theirs, withheld."""
+    from remote_guard.one_to_ones.models import ConsentWithdrawalRow
+
+    return [
+        {
+            "withdrawn_at": _time(w.withdrawn_at),
+            "told_by": scrub.free_text_name(w.told_by),
+            "note": scrub.text(w.note) if w.note else None,
+            "recorded_by": scrub.who(w.recorded_by),
+            "recorded_at": _time(w.recorded_at),
+        }
+        for w in session.scalars(
+            select(ConsentWithdrawalRow)
+            .where(ConsentWithdrawalRow.consent_id == consent_id)
+            .order_by(ConsentWithdrawalRow.recorded_at, ConsentWithdrawalRow.id)
+        )
+    ]
+
+
 def _registers(session: Session, scrub: _Scrubber) -> dict[str, list[dict[str, Any]]]:
     me = scrub.person_id
     consents = session.scalars(
@@ -405,6 +425,7 @@ def _registers(session: Session, scrub: _Scrubber) -> dict[str, list[dict[str, A
                 "evidence_ref": scrub.value(c.evidence_ref),
                 "expires_at": _time(c.expires_at),
                 "withdrawn_at": _time(c.withdrawn_at),
+                "withdrawals": _withdrawals(session, scrub, c.id),
                 "recorded_by": scrub.who(c.recorded_by),
                 "recorded_at": _time(c.recorded_at),
             }

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from remote_guard.collect.snapshot import PersonKind, SessionKind, SessionSnapshot
 from remote_guard.rules._presence import merged_intervals
-from remote_guard.rules.base import RuleContext
+from remote_guard.rules.base import Outcome, RuleContext, Verdict
 
 Span = tuple[datetime, datetime]
 
@@ -164,3 +164,50 @@ def staff_involved(snapshot: SessionSnapshot) -> set[str]:
         presence.person_id for presence in snapshot.presence or []
     }
     return {pid for pid in candidates if pid and snapshot.person(pid).kind is PersonKind.STAFF}
+
+
+def cancelled_or_without_pupils(snapshot: SessionSnapshot, *, what: str) -> Outcome | None:
+    """NOT_APPLICABLE when the meeting was cancelled and nobody attended, or no pupil is
+    invited to or took part in it; ``what`` names what then does not matter ("its provider")."""
+    if snapshot.is_cancelled and not snapshot.presence:
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="meeting cancelled",
+            message=f"The meeting was cancelled, so {what} does not matter.",
+            sources=("calendar",),
+        )
+    if not expected_pupils(snapshot):
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="no pupils expected",
+            message="No pupil is invited to or took part in this meeting.",
+            sources=("calendar",),
+        )
+    return None
+
+
+def options_not_applicable(snapshot: SessionSnapshot, *, what: str) -> Outcome | None:
+    """NOT_APPLICABLE for a meeting-options check: not a Teams meeting, cancelled (``what``
+    then does not matter), or no pupil expected and none possible (a channel meeting whose team
+    could not be read may be a class's, so it is checked)."""
+    if snapshot.kind not in TEAMS_MEETINGS:
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed=f"not a Teams meeting ({snapshot.kind.value})",
+            message="Only Teams meetings have meeting options to check.",
+        )
+    if snapshot.is_cancelled:
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="meeting cancelled",
+            message=f"The meeting was cancelled, so {what} does not matter.",
+            sources=("calendar",),
+        )
+    if not expected_pupils(snapshot) and not channel_members_unknown(snapshot):
+        return Outcome(
+            verdict=Verdict.NOT_APPLICABLE,
+            observed="no pupils expected",
+            message="No pupil is invited to or took part in this meeting.",
+            sources=("calendar",),
+        )
+    return None

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from remote_guard.collect.snapshot import Missing, Person, PersonKind, SessionKind, SessionSnapshot
 from remote_guard.rules._people import (
     OUTSIDER_KINDS,
+    cancelled_or_without_pupils,
     email_domain,
     expected_pupils,
     pupil_sources,
@@ -51,24 +52,10 @@ class ExternalOrganiser:
                     message="A chat has no organiser; direct_chat_with_pupil covers chats.",
                 )
             ]
-        if snapshot.is_cancelled and not snapshot.presence:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="meeting cancelled",
-                    message="The meeting was cancelled, so who organised it does not matter.",
-                    sources=("calendar",),
-                )
-            ]
+        skip = cancelled_or_without_pupils(snapshot, what="who organised it")
+        if skip is not None:
+            return [skip]
         pupils = sorted(expected_pupils(snapshot))
-        if not pupils:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="no pupils expected",
-                    message="No pupil is invited to or took part in this session.",
-                )
-            ]
         label = session_label(snapshot, context)
         found_in = "calendar" if snapshot.scheduled_start is not None else "call_record"
         sources = tuple(dict.fromkeys((found_in, *pupil_sources(snapshot))))

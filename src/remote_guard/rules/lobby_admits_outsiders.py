@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 
 from remote_guard.collect.snapshot import Missing, SessionSnapshot
 from remote_guard.rules._people import (
-    TEAMS_MEETINGS,
     channel_members_unknown,
     expected_pupils,
+    options_not_applicable,
     pupil_sources,
     session_label,
 )
@@ -66,35 +66,12 @@ class LobbyAdmitsOutsiders:
         params = context.params
         if not isinstance(params, Params):
             raise TypeError(f"{self.id} needs its own Params, got {type(params).__name__}")
-        if snapshot.kind not in TEAMS_MEETINGS:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed=f"not a Teams meeting ({snapshot.kind.value})",
-                    message="Only Teams meetings have meeting options to check.",
-                )
-            ]
-        if snapshot.is_cancelled:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="meeting cancelled",
-                    message="The meeting was cancelled, so its options do not matter.",
-                    sources=("calendar",),
-                )
-            ]
+        skip = options_not_applicable(snapshot, what="how its lobby is set")
+        if skip is not None:
+            return [skip]
         pupils = expected_pupils(snapshot)
         # A channel meeting whose team could not be read may be a class's: decided below.
         pupils_unknown = not pupils and channel_members_unknown(snapshot)
-        if not pupils and not pupils_unknown:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="no pupils expected",
-                    message="No pupil is invited to or took part in this meeting.",
-                    sources=("calendar",),
-                )
-            ]
         settings = snapshot.settings
         lobby_scope = settings.lobby_scope if settings else None
         dial_in_bypass = settings.dial_in_bypass if settings else None

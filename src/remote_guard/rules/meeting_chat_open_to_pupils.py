@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from remote_guard.collect.snapshot import Missing, SessionSnapshot
 from remote_guard.rules._people import (
-    TEAMS_MEETINGS,
     channel_members_unknown,
     expected_pupils,
+    options_not_applicable,
     pupil_sources,
     session_label,
 )
@@ -42,35 +42,12 @@ class MeetingChatOpenToPupils:
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def evaluate(self, snapshot: SessionSnapshot, context: RuleContext) -> list[Outcome]:
-        if snapshot.kind not in TEAMS_MEETINGS:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed=f"not a Teams meeting ({snapshot.kind.value})",
-                    message="Only Teams meetings have meeting options to check.",
-                )
-            ]
-        if snapshot.is_cancelled:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="meeting cancelled",
-                    message="The meeting was cancelled, so its chat setting does not matter.",
-                    sources=("calendar",),
-                )
-            ]
+        skip = options_not_applicable(snapshot, what="its chat setting")
+        if skip is not None:
+            return [skip]
         pupils = expected_pupils(snapshot)
         # A channel meeting whose team could not be read may be a class's: decided below.
         pupils_unknown = not pupils and channel_members_unknown(snapshot)
-        if not pupils and not pupils_unknown:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="no pupils expected",
-                    message="No pupil is invited to or took part in this meeting.",
-                    sources=("calendar",),
-                )
-            ]
         label = session_label(snapshot, context)
         setting = snapshot.settings.allow_meeting_chat if snapshot.settings else None
         evidence = {

@@ -17,7 +17,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from remote_guard.collect.snapshot import Missing, SessionKind, SessionSnapshot
-from remote_guard.rules._people import expected_pupils, pupil_sources, session_label
+from remote_guard.rules._people import (
+    cancelled_or_without_pupils,
+    expected_pupils,
+    pupil_sources,
+    session_label,
+)
 from remote_guard.rules.base import NoParams, Outcome, RuleContext, Severity, Verdict
 
 TEAMS_PROVIDER = "teamsForBusiness"
@@ -75,25 +80,10 @@ class NonTeamsMeeting:
                     message="Only sessions arranged by calendar invitation are checked.",
                 )
             ]
-        if snapshot.is_cancelled and not snapshot.presence:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="meeting cancelled",
-                    message="The meeting was cancelled, so its provider does not matter.",
-                    sources=("calendar",),
-                )
-            ]
+        skip = cancelled_or_without_pupils(snapshot, what="its provider")
+        if skip is not None:
+            return [skip]
         pupils = sorted(expected_pupils(snapshot))
-        if not pupils:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="no pupils expected",
-                    message="No pupil is invited to or took part in this meeting.",
-                    sources=("calendar",),
-                )
-            ]
         label = session_label(snapshot, context)
         links = list(dict.fromkeys(reduce_link(link) for link in snapshot.foreign_links))
         if snapshot.kind is SessionKind.OTHER_PROVIDER and snapshot.join_url:

@@ -29,6 +29,7 @@ from remote_guard.collect.snapshot import (
 from remote_guard.consent.registers import ApprovalStatus, Registration
 from remote_guard.rules._people import (
     TEAMS_MEETINGS,
+    cancelled_or_without_pupils,
     expected_pupils,
     pupil_sources,
     session_label,
@@ -78,25 +79,10 @@ class UnapprovedVenue:
                     message="Only Teams meetings are checked for an approved venue by this rule.",
                 )
             ]
-        if snapshot.is_cancelled and not snapshot.presence:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="meeting cancelled",
-                    message="The meeting was cancelled, so where it was held does not matter.",
-                    sources=("calendar",),
-                )
-            ]
+        skip = cancelled_or_without_pupils(snapshot, what="where it was held")
+        if skip is not None:
+            return [skip]
         pupils = sorted(expected_pupils(snapshot))
-        if not pupils:
-            return [
-                Outcome(
-                    verdict=Verdict.NOT_APPLICABLE,
-                    observed="no pupils expected",
-                    message="No pupil is invited to or took part in this meeting.",
-                    sources=("calendar",),
-                )
-            ]
         if not staff_involved(snapshot):
             # Pupils meeting among themselves are not a staff session in the wrong place;
             # pupils_without_staff is the check for that.
