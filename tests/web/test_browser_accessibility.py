@@ -165,8 +165,9 @@ def test_a_dsl_moves_a_case_with_the_keyboard_only(page: Any, polled_demo: DemoW
     else:
         pytest.fail("Tab never reached the Start review button")
     assert _focus_is_visible(page)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state()
+    # The form posts and the page reloads: wait for the new page's status, not the old one's.
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert page.get_by_test_id("case-status").inner_text() == "In review"
 
 
