@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from remote_guard import audit
 from remote_guard.settings import AuditSettings
 from remote_guard.store.db import make_engine, migrate, session_factory, transaction
+from tests.postgres import fresh_schema
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
 START = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
 
@@ -92,30 +90,8 @@ def keyed_store(tmp_path: Path) -> Iterator[Store]:
     opened.engine.dispose()
 
 
-def _postgres_available() -> bool:
-    try:
-        with sa.create_engine(PG_SERVER, connect_args={"connect_timeout": 3}).connect() as c:
-            c.execute(sa.text("select 1"))
-    except sa.exc.OperationalError:
-        return False
-    return True
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh schema in the test database, dropped afterwards (as tests/store/test_postgres)."""
-    if not _postgres_available():
-        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (database test, user postgres)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + ": CI must run the PostgreSQL tests")
-        pytest.skip(message)
-    schema = f"rg_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(PG_SERVER)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'create schema "{schema}"'))
-    try:
-        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
-        engine.dispose()
+    """A fresh schema in the test database, dropped afterwards."""
+    with fresh_schema() as url:
+        yield url

@@ -2,49 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import select
 
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import run_poll
 from tests.e2e.conftest import Running, school, start
-
-SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _available() -> bool:
-    try:
-        with sa.create_engine(SERVER, connect_args={"connect_timeout": 3}).connect() as connection:
-            connection.execute(sa.text("select 1"))
-    except sa.exc.OperationalError:
-        return False
-    return True
+from tests.postgres import fresh_schema
 
 
 @pytest.fixture
 def schema_url() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards."""
-    if not _available():
-        message = "PostgreSQL is not reachable on 127.0.0.1:5432 (database test, user postgres)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + ": CI must run the PostgreSQL tests")
-        pytest.skip(message)
-    schema = f"rg_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(SERVER)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'create schema "{schema}"'))
-    try:
-        yield f"{SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f'drop schema "{schema}" cascade'))
-        engine.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.mark.postgres
