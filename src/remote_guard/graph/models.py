@@ -949,26 +949,24 @@ class Chat(GraphModel):
 # --------------------------------------------------------------------------------------
 
 
-class CallRecording(GraphModel):
+class _MeetingArtefact(GraphModel):
+    """What a callRecording and a callTranscript have in common."""
+
     id: GraphId
     meeting_id: Text | None = None
     call_id: Text | None = None
     content_correlation_id: Text | None = None
     created_date_time: UtcDateTime | None = None
     end_date_time: UtcDateTime | None = None
+    meeting_organizer: IdentitySet | None = None
+
+
+class CallRecording(_MeetingArtefact):
     recording_content_url: Text | None = None
-    meeting_organizer: IdentitySet | None = None
 
 
-class CallTranscript(GraphModel):
-    id: GraphId
-    meeting_id: Text | None = None
-    call_id: Text | None = None
-    content_correlation_id: Text | None = None
-    created_date_time: UtcDateTime | None = None
-    end_date_time: UtcDateTime | None = None
+class CallTranscript(_MeetingArtefact):
     transcript_content_url: Text | None = None
-    meeting_organizer: IdentitySet | None = None
 
 
 # --------------------------------------------------------------------------------------
