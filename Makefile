@@ -33,8 +33,8 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy --strict over src/
 	$(BIN)/mypy
 
-pytest: $(STAMP) ## pytest only
-	$(BIN)/pytest
+pytest: $(STAMP) ## pytest only (two processes)
+	$(BIN)/pytest -n 2
 
 screenshots: $(STAMP) ## Regenerate docs/screenshots/*.png from the browser tests (needs chromium)
 	REMOTE_GUARD_SCREENSHOTS=1 $(BIN)/pytest -q -m browser -k screenshot tests/web

@@ -1,8 +1,9 @@
 """How long `remote-guard audit verify` takes over a large trail.
 
-Builds ENTRIES entries (1,000,000 unless REMOTE_GUARD_BENCH_ENTRIES says otherwise) in a
-temporary SQLite file through the real recording code (batches of 10,000 per transaction, the
-JSON-lines file appended after each commit), then times ``verify`` over the table and the file.
+Builds ENTRIES entries (100,000 unless REMOTE_GUARD_BENCH_ENTRIES says otherwise;
+``python -m bench audit_verify --audit-entries 1000000`` for the long run) in a temporary
+SQLite file through the real recording code (batches of 10,000 per transaction, the JSON-lines
+file appended after each commit), then times ``verify`` over the table and the file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from remote_guard.audit.verify import verify
 from remote_guard.settings import AuditSettings
 from remote_guard.store.db import make_engine, migrate, session_factory, transaction
 
-ENTRIES = int(os.environ.get("REMOTE_GUARD_BENCH_ENTRIES", "1000000"))
+ENTRIES = int(os.environ.get("REMOTE_GUARD_BENCH_ENTRIES", "100000"))
 BATCH = 10_000
 START = datetime(2026, 9, 3, 8, 0, tzinfo=UTC)
 

@@ -1,9 +1,10 @@
 """A longer chaos soak than ``make test`` runs: many seeded fault schedules per scenario.
 
-Runs ``tests/chaos``'s ``chaos_run`` over every chaos scenario for SEEDS seeds (40 unless
-REMOTE_GUARD_BENCH_CHAOS_SEEDS says otherwise) and the demo school for a quarter as many, and
-reports the runs, the polls by status, the faults injected, the known gaps seen and every run
-that broke an invariant (with its seed, to repeat it as a test).
+Runs ``tests/chaos``'s ``chaos_run`` over every chaos scenario for SEEDS seeds (2 unless
+REMOTE_GUARD_BENCH_CHAOS_SEEDS says otherwise; ``python -m bench chaos_soak --chaos-seeds 40``
+for a long soak) and the demo school for a quarter as many, and reports the runs, the polls by
+status, the faults injected, the findings tolerated as known gaps and every run that broke an
+invariant (with its seed, to repeat it as a test).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from remote_guard.logs import configure_logging
 from remote_guard.settings import LoggingSettings
 
-SEEDS = int(os.environ.get("REMOTE_GUARD_BENCH_CHAOS_SEEDS", "40"))
+SEEDS = int(os.environ.get("REMOTE_GUARD_BENCH_CHAOS_SEEDS", "2"))
 
 
 class _Folders:
@@ -57,6 +58,7 @@ def main() -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 1),
         "polls": dict(sorted(RUNS.polls.items())),
         "faults_injected": dict(sorted(Counter(RUNS.faults).items())),
-        "known_gap_findings": RUNS.known_gaps,
+        # Findings the chaos harness tolerates as known gaps of the product (see tests/chaos).
+        "tolerated_findings": RUNS.tolerated,
         "broken": broken,
     }

@@ -537,7 +537,8 @@ def test_unknown_key_lists_known_keys(tmp_path: Path) -> None:
     assert (
         "  - key poll.colour: is not a known setting in [poll] (check its spelling and "
         "section); the settings there are data_settle_minutes, direct_chats_every_hours, "
-        "interval_seconds, lookahead_days, lookback_hours, page_size."
+        "directory_refresh_minutes, interval_seconds, lease_seconds, lookahead_days, "
+        "lookback_hours, max_concurrent_requests, page_size, reread_every_hours, shards."
     ) in message
     assert "Example of a good value: see [poll] in config/example.toml, for instance " in message
 

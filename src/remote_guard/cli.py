@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from remote_guard.poll.service import Poller
+    from remote_guard.subscriptions.hub import Notifications, ReceiverServer
+
 from remote_guard.policy.profile import ProfileError
 from remote_guard.settings import (
     AuditSettings,
@@ -63,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
 
     poll = commands.add_parser("poll", help="poll the configured tenant")
     poll.add_argument("--once", action="store_true", help="run one cycle and exit")
+    poll.add_argument(
+        "--worker",
+        action="store_true",
+        help="share the polling with other workers through the database ([poll] shards, "
+        "lease_seconds); with --once, do every part that is due and free, then exit",
+    )
     poll.add_argument(
         "--health-port",
         type=int,
@@ -289,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 _settings(args.config),
                 once=args.once,
                 health=(args.health_host, args.health_port) if args.health_port else None,
+                worker=args.worker,
             )
         if args.command == "report":
             return _report(args)
@@ -322,18 +332,31 @@ def _doctor(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def _poll(settings: Settings, *, once: bool, health: tuple[str, int] | None = None) -> int:
-    """Poll once or on schedule; with ``health`` (host, port), serve the operations endpoints
-    (/healthz, /readyz, /metrics) from this process meanwhile.
+def _poll(
+    settings: Settings,
+    *,
+    once: bool,
+    health: tuple[str, int] | None = None,
+    worker: bool = False,
+) -> int:
+    """Poll once or on schedule (as one of several workers with ``worker``); with ``health``
+    (host, port), serve the operations endpoints (/healthz, /readyz, /metrics) from this
+    process meanwhile.
 
     Raises:
-        UsageError: the health port cannot be bound.
+        UsageError: the health port cannot be bound; or, without ``worker``, workers are
+            polling the tenant already.
     """
+    from remote_guard.leases.work import startup_lock
     from remote_guard.poll.scheduler import run_scheduled
     from remote_guard.poll.service import run_poll
     from remote_guard.runtime import build_poller
 
-    poller = build_poller(settings)
+    # Workers starting together must not migrate the schema at the same moment.
+    with startup_lock(settings.database.url):
+        poller = build_poller(settings)
+    if not worker:
+        _refuse_beside_workers(poller)
     server = None
     if health is not None:
         from remote_guard.ops.server import HealthServer
@@ -347,6 +370,8 @@ def _poll(settings: Settings, *, once: bool, health: tuple[str, int] | None = No
             ) from None
         server.start()
     try:
+        if worker:
+            return _poll_as_worker(poller, once=once)
         if once:
             result = run_poll(poller)
             print(
@@ -363,11 +388,118 @@ def _poll(settings: Settings, *, once: bool, health: tuple[str, int] | None = No
                 )
             )
             return 0 if result.status != "failed" else 1
+        if settings.notifications.enabled:
+            hub, receiver = _notifications(poller)
+            try:
+                run_scheduled(
+                    poller,
+                    interval_seconds=settings.poll.interval_seconds,
+                    wake=hub.waker.due,
+                    jobs=hub.jobs(),
+                )
+            finally:
+                if receiver is not None:
+                    receiver.stop()
+                hub.stop()
+            return 0
         run_scheduled(poller, interval_seconds=settings.poll.interval_seconds)
         return 0
     finally:
         if server is not None:
             server.stop()
+
+
+def _notifications(poller: Poller) -> tuple[Notifications, ReceiverServer | None]:
+    """Change notifications beside the scheduled poller: the subscriptions kept as a job, the
+    live overlay on the poller, and (``receiver = "poller"``) the receiver on its listener.
+
+    Raises:
+        UsageError: the receiver's port cannot be bound, or its certificate not used.
+    """
+    import ssl
+
+    from remote_guard.subscriptions.hub import Notifications, ReceiverServer
+
+    config = poller.settings.notifications
+    hub = Notifications(poller)
+    hub.attach()
+    hub.start()
+    if config.receiver != "poller":
+        return hub, None
+    try:
+        receiver = ReceiverServer(
+            config.listen_host,
+            config.listen_port,
+            certfile=config.tls_cert_file,
+            keyfile=config.tls_key_file,
+        )
+        receiver.start(hub.app())
+    except OSError as exc:
+        hub.stop()
+        raise UsageError(
+            f"[notifications] listen_port {config.listen_port}: cannot listen on "
+            f"{config.listen_host}:{config.listen_port} ({exc.strerror})"
+        ) from None
+    except ssl.SSLError as exc:
+        hub.stop()
+        raise UsageError(
+            f"[notifications] tls_cert_file / tls_key_file cannot be used ({exc.reason}): give "
+            "the PEM certificate (with its chain) and its private key"
+        ) from None
+    print(
+        f"Change notifications: receiving at {config.notification_url} (listening on "
+        f"{receiver.url(config.receiver_path)})"
+    )
+    sys.stdout.flush()
+    return hub, receiver
+
+
+def _refuse_beside_workers(poller: Poller) -> None:
+    """A single poller assumes it is alone: it would take the workers' runs for cut short.
+
+    Raises:
+        UsageError: some worker holds a part of this tenant's polling.
+    """
+    from remote_guard.leases.lease import live_holders
+    from remote_guard.leases.work import unit_prefix
+
+    with poller.db() as session:
+        holders = live_holders(session, prefix=unit_prefix(poller.settings))
+    if holders:
+        raise UsageError(
+            f"workers are polling tenant {poller.settings.tenant.tenant_id} "
+            f"({', '.join(sorted(set(holders.values())))}): run `remote-guard poll --worker` "
+            "here too, or stop them first"
+        )
+
+
+def _poll_as_worker(poller: Poller, *, once: bool) -> int:
+    """Run the worker loop; with ``once``, print what each part's run did. Exit code 1 if a
+    run failed."""
+    from remote_guard.leases.work import run_worker
+
+    report = run_worker(poller, once=once)
+    if once:
+        print(
+            json.dumps(
+                {
+                    "worker": report.holder,
+                    "runs": [
+                        {
+                            "part": name,
+                            "run_id": result.run_id,
+                            "status": result.status,
+                            "seconds": round(result.seconds, 2),
+                            "counts": dict(result.counts),
+                            "errors": result.errors,
+                        }
+                        for name, result in report.results
+                    ],
+                },
+                indent=2,
+            )
+        )
+    return 1 if any(result.status == "failed" for _, result in report.results) else 0
 
 
 def _serve(path: Path) -> int:
@@ -395,7 +527,19 @@ def _serve(path: Path) -> int:
     engine = make_engine(settings.database.url)
     migrate(engine)
     audit.configure(engine, settings.audit)
-    app = create_app(settings, session_factory(engine), GraphClient(settings.tenant))
+    db = session_factory(engine)
+    graph = GraphClient(settings.tenant)
+    app = create_app(settings, db, graph)
+    notifications = settings.notifications
+    if notifications.enabled and notifications.receiver == "web":
+        from remote_guard.clock import utc_now
+        from remote_guard.subscriptions.hub import Notifications, mount, web_poller
+
+        # The web app receives; the poller (remote-guard poll) keeps the subscriptions.
+        hub = Notifications(web_poller(settings, db, graph, utc_now))
+        mount(app, hub)
+        hub.start()
+        print(f"Change notifications: receiving at {notifications.notification_url}")
     sock = bind(settings.web.host, settings.web.port)
     print(
         f"remote_guard web app listening on {settings.web.host}:{settings.web.port}, "

@@ -218,6 +218,54 @@ class PollSettings(_Section):
             "apps not to poll Teams resources more than once a day."
         ),
     )
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        le=32,
+        description=(
+            "Graph requests (each a $batch of up to 20) in flight at once. A mailbox never has "
+            "more than one calendar request in flight, well within Outlook's limit of four."
+        ),
+    )
+    directory_refresh_minutes: int = Field(
+        default=60,
+        ge=0,
+        le=24 * 60,
+        description=(
+            "Minutes between two reads of the configured groups (who is staff, pupil, SLT, DSL), "
+            "of the teams and channels and of invited groups' members; 0 reads them every poll."
+        ),
+    )
+    reread_every_hours: int = Field(
+        default=3,
+        ge=1,
+        le=24,
+        description=(
+            "Hours between two reads of a session nothing says has changed: an upcoming "
+            "meeting, whose options (lobby, chat, presenters) can change in Teams alone, and an "
+            "ended one whose attendance or call record never appeared. A changed calendar "
+            "entry is read at the next poll."
+        ),
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "How many parts the staff mailboxes are cut into for `remote-guard poll --worker`: "
+            "each part is polled by whichever worker claims it, so up to this many workers poll "
+            "one tenant at once. 1 (the default) polls the tenant as one piece."
+        ),
+    )
+    lease_seconds: int = Field(
+        default=60,
+        ge=2,
+        le=3600,
+        description=(
+            "How long a worker's claim on a part outlives its last renewal (renewed every third "
+            "of it): a worker that dies gives its part up this long after it stopped."
+        ),
+    )
 
 
 class DirectorySettings(_Section):
@@ -483,6 +531,127 @@ class NotifySettings(_Section):
         return self
 
 
+NotificationResource = Literal["call_records", "meeting_chats", "calendars"]
+# Graph limits clientState to 128 characters; fewer than 32 random ones could be guessed.
+_CLIENT_STATE_LENGTH = (32, 128)
+
+
+class NotificationSettings(_Section):
+    """Microsoft Graph change notifications: what must be known within seconds (a pupil posting
+    in a live meeting's chat, a call that ended, who is in a live meeting) comes from Graph
+    instead of waiting for the next poll. Polling stays the safety net and the source of truth.
+    See docs/notifications.md.
+    """
+
+    enabled: bool = False
+    # The public HTTPS address Graph posts change notifications to (a reverse proxy in front of
+    # the receiver, or the receiver itself with tls_cert_file). Lifecycle notifications go to
+    # the same address with /lifecycle appended.
+    notification_url: str | None = None
+    # The secret Graph repeats in every notification (clientState), so forged ones are ignored.
+    client_state: SecretStr | None = None
+    client_state_file: Path | None = None
+    # What to subscribe to: call records (a call ended: collect it now), each live or upcoming
+    # meeting's chat (a pupil posting), staff calendars (a lesson booked or moved: poll now).
+    resources: tuple[NotificationResource, ...] = ("call_records", "meeting_chats")
+    # Who is in each live Teams meeting (CallStarted, CallRosterUpdate, CallEnded). Microsoft
+    # documents these events on the beta endpoint only, so they are an opt-in.
+    roster_events: bool = False
+    # Which process hosts the receiver: "poller" (remote-guard poll listens on listen_host and
+    # listen_port) or "web" (remote-guard serve answers at notification_url's path).
+    receiver: Literal["poller", "web"] = "poller"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8443, ge=1, le=65535)
+    # With both set the poller's receiver serves HTTPS itself; without, put a TLS-terminating
+    # reverse proxy in front of it (Graph only posts to https:// addresses).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # A meeting's chat and roster are subscribed to this long before it starts.
+    subscribe_ahead_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    # ... and kept this long after it was due to end (lessons overrun).
+    linger_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    # Who gets the e-mail about a live one-to-one ([notify] enabled): addresses or Entra object
+    # ids. Empty: the members of the SLT groups in [directory], each told of their own schools.
+    slt_recipients: tuple[str, ...] = ()
+    # A live one-to-one is mailed once it has lasted this long (it shows on the SLT board at
+    # once): the first pupil in a lesson is briefly alone with the teacher every time.
+    live_alert_mail_after_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @field_validator("notification_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(
+                "must be the receiver's public https:// address (Graph refuses to post change "
+                "notifications to http://)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must have no query (?...) or fragment (#...)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete(self) -> NotificationSettings:
+        if self.client_state_file is not None and self.client_state is None:
+            try:
+                secret = self.client_state_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _invalid(
+                    "client_state_file",
+                    f"the file {self.client_state_file} cannot be read ({exc.strerror})",
+                ) from None
+            if not secret:
+                raise _invalid("client_state_file", f"the file {self.client_state_file} is empty")
+            object.__setattr__(self, "client_state", SecretStr(secret))
+        if self.client_state is not None:
+            shortest, longest = _CLIENT_STATE_LENGTH
+            length = len(self.client_state.get_secret_value())
+            if not shortest <= length <= longest:
+                # The length, never the secret, is shown.
+                raise _invalid(
+                    "client_state_file" if self.client_state_file is not None else "client_state",
+                    f"the secret is {length} characters long; use {shortest} to {longest} "
+                    "random characters (openssl rand -hex 32 makes 64)",
+                )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise _invalid(
+                "tls_key_file" if self.tls_key_file is None else "tls_cert_file",
+                "tls_cert_file and tls_key_file go together: set both (the receiver serves "
+                "HTTPS itself) or neither (a reverse proxy in front of it serves HTTPS)",
+            )
+        for key in ("tls_cert_file", "tls_key_file"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise _invalid(key, f"the file {path} does not exist")
+        if self.enabled:
+            if self.notification_url is None:
+                raise _invalid(
+                    "notification_url",
+                    "is required when enabled = true: the public https:// address Graph posts "
+                    "change notifications to",
+                )
+            if self.client_state is None:
+                raise _invalid(
+                    "client_state_file",
+                    "is required when enabled = true: a file holding the secret Graph repeats "
+                    "in every notification",
+                )
+        return self
+
+    @property
+    def lifecycle_url(self) -> str | None:
+        """Where Graph sends lifecycle notifications (reauthorize, removed, missed)."""
+        return f"{self.notification_url}/lifecycle" if self.notification_url else None
+
+    @property
+    def receiver_path(self) -> str:
+        """The path of ``notification_url`` (where the web app mounts the receiver)."""
+        path = urlsplit(self.notification_url or "").path.rstrip("/")
+        return path or "/graph-notifications"
+
+
 class OpsSettings(_Section):
     """Operations endpoints: who may read ``/metrics``.
 
@@ -546,6 +715,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     web: WebSettings = WebSettings()
     notify: NotifySettings = NotifySettings()
+    notifications: NotificationSettings = NotificationSettings()
     ops: OpsSettings = OpsSettings()
     logging: LoggingSettings = LoggingSettings()
 
@@ -615,6 +785,21 @@ _EXAMPLES: dict[str, str] = {
     "notify.enabled": "enabled = true",
     "notify.service_mailbox": 'service_mailbox = "safeguarding-alerts@yourschool.example"',
     "notify.dsl_recipients": 'dsl_recipients = ["dsl@yourschool.example"]',
+    "notifications.enabled": "enabled = true",
+    "notifications.notification_url": 'notification_url = "https://remote-guard.yourschool.example/graph-notifications"',
+    "notifications.client_state": 'client_state_file = "/run/secrets/remote_guard_client_state"',
+    "notifications.client_state_file": 'client_state_file = "/run/secrets/remote_guard_client_state"',
+    "notifications.resources": 'resources = ["call_records", "meeting_chats"]',
+    "notifications.roster_events": "roster_events = false",
+    "notifications.receiver": 'receiver = "poller"',
+    "notifications.listen_host": 'listen_host = "127.0.0.1"',
+    "notifications.listen_port": "listen_port = 8443",
+    "notifications.tls_cert_file": 'tls_cert_file = "/etc/remote_guard/receiver.pem"',
+    "notifications.tls_key_file": 'tls_key_file = "/etc/remote_guard/receiver.key"',
+    "notifications.subscribe_ahead_minutes": "subscribe_ahead_minutes = 60",
+    "notifications.linger_minutes": "linger_minutes = 30",
+    "notifications.slt_recipients": 'slt_recipients = ["head@yourschool.example"]',
+    "notifications.live_alert_mail_after_seconds": "live_alert_mail_after_seconds = 60",
     "ops.metrics_token": 'metrics_token_file = "/run/secrets/remote_guard_metrics_token"',
     "ops.metrics_token_file": 'metrics_token_file = "/run/secrets/remote_guard_metrics_token"',
     "logging.level": 'level = "info"',
@@ -641,6 +826,9 @@ _WHERE: dict[str, str] = {
     "web.session_secret": "make one with openssl rand -hex 32 and give it in a file named by session_secret_file",
     "web.session_secret_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32)",
     "ops.metrics_token": "make one with openssl rand -hex 32 and give it in a file named by metrics_token_file",
+    "notifications.client_state": "make one with openssl rand -hex 32 and give it in a file named by client_state_file",
+    "notifications.client_state_file": "a file only the remote_guard service account can read, holding 32 to 128 random characters (openssl rand -hex 32)",
+    "notifications.notification_url": "the public https:// address of the receiver: a reverse proxy on the school's web address forwarding to listen_host:listen_port (docs/notifications.md)",
     "ops.metrics_token_file": "a file only the remote_guard service account can read, holding at least 32 random characters (openssl rand -hex 32); Prometheus sends it as a bearer token",
     "web.public_url": f"the address staff open; register it with redirect_path at {_APP} > Authentication > Web > Redirect URIs",
     "directory.staff_group_ids": _GROUP,

@@ -1,4 +1,5 @@
-"""A migrated SQLite store with its audit trail configured, and an attacker's tools to tamper."""
+"""A migrated store (on the pass's test database) with its audit trail configured, and an
+attacker's tools to tamper."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from remote_guard import audit
 from remote_guard.settings import AuditSettings
 from remote_guard.store.db import make_engine, migrate, session_factory, transaction
-from tests.postgres import fresh_schema
 
 KEY = "k" * 16 + "0123456789abcdef0123456789abcdef"
 START = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
@@ -65,33 +65,14 @@ def open_store(url: str, file: Path, *, key: str | None = None) -> Store:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "audit.jsonl")
-    yield opened
-    opened.engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same store on SQLite and on the real PostgreSQL server."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'rg.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = open_store(url, tmp_path / "audit.jsonl")
+def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(database_url, tmp_path / "audit.jsonl")
     yield opened
     opened.engine.dispose()
 
 
 @pytest.fixture
-def keyed_store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "audit.jsonl", key=KEY)
+def keyed_store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(database_url, tmp_path / "audit.jsonl", key=KEY)
     yield opened
     opened.engine.dispose()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema in the test database, dropped afterwards."""
-    with fresh_schema() as url:
-        yield url

@@ -8,9 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
+import pytest
 
 from tests.audit.conftest import KEY, open_store
+
+pytestmark = pytest.mark.database
+
+
+@pytest.fixture(autouse=True)
+def _audit_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where a SQLite database keeps its trail by default; named, so PostgreSQL has one too.
+    monkeypatch.setenv("REMOTE_GUARD_AUDIT__FILE", str(tmp_path / "rg.audit.jsonl"))
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,10 +56,10 @@ def _grant(url: str) -> None:
     assert granted.returncode == 0, granted.stderr
 
 
-def test_verify_is_green_then_names_the_tampered_entry(tmp_path: Path) -> None:
+def test_verify_is_green_then_names_the_tampered_entry(tmp_path: Path, database_url: str) -> None:
     """After CLI work the trail verifies (exit 0); after one edit it fails (exit 1) naming the
     entry; the output says which entry and what is wrong."""
-    url = f"sqlite:///{tmp_path / 'rg.db'}"
+    url = database_url
     _grant(url)
     assert _run("exemption", "list", "--database", url).returncode == 0
 
@@ -61,13 +69,10 @@ def test_verify_is_green_then_names_the_tampered_entry(tmp_path: Path) -> None:
     assert verified.stdout.startswith("audit trail verified: 2 entries, head #2 ")
     assert f"file {tmp_path / 'rg.audit.jsonl'}: 2 lines match the database" in verified.stdout
 
-    engine = sa.create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("DROP TRIGGER audit_entries_purge_only"))
-        connection.execute(
-            sa.text("UPDATE audit_entries SET actor_id = 'someone-else' WHERE seq = 1")
-        )
-    engine.dispose()
+    store = open_store(url, tmp_path / "rg.audit.jsonl")
+    store.drop_guards()
+    store.sql("UPDATE audit_entries SET actor_id = 'someone-else' WHERE seq = 1")
+    store.engine.dispose()
 
     failed = _run("audit", "verify", "--database", url)
 
@@ -79,12 +84,14 @@ def test_verify_is_green_then_names_the_tampered_entry(tmp_path: Path) -> None:
     assert "entry #1 (the JSON-lines file): line 1 differs from the database" in failed.stdout
 
 
-def test_keyed_trail_verifies_with_the_key_from_the_environment(tmp_path: Path) -> None:
+def test_keyed_trail_verifies_with_the_key_from_the_environment(
+    tmp_path: Path, database_url: str
+) -> None:
     """A trail signed with a key verifies when REMOTE_GUARD_AUDIT__HMAC_KEY holds it, and says
     it cannot check without it."""
-    store = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "rg.audit.jsonl", key=KEY)
+    store = open_store(database_url, tmp_path / "rg.audit.jsonl", key=KEY)
     store.write(3)
-    url = f"sqlite:///{tmp_path / 'rg.db'}"
+    url = database_url
 
     assert (
         _run(
@@ -102,12 +109,12 @@ def test_keyed_trail_verifies_with_the_key_from_the_environment(tmp_path: Path) 
     assert "short" not in short.stderr.replace("REMOTE_GUARD_AUDIT__", "")
 
 
-def test_export_writes_the_period_and_is_audited(tmp_path: Path) -> None:
+def test_export_writes_the_period_and_is_audited(tmp_path: Path, database_url: str) -> None:
     """`audit export` writes the period's entries exactly as the trail's file holds them, and
     the export itself becomes an entry."""
-    store = open_store(f"sqlite:///{tmp_path / 'rg.db'}", tmp_path / "rg.audit.jsonl")
+    store = open_store(database_url, tmp_path / "rg.audit.jsonl")
     store.write(5)  # 18 November 2026, 09:00 to 09:04 UTC
-    url = f"sqlite:///{tmp_path / 'rg.db'}"
+    url = database_url
     out = tmp_path / "inspector" / "audit.jsonl"
 
     exported = _run(
@@ -131,10 +138,10 @@ def test_export_writes_the_period_and_is_audited(tmp_path: Path) -> None:
     assert _run("audit", "verify", "--database", url).returncode == 0
 
 
-def test_sar_and_purge_commands(tmp_path: Path) -> None:
+def test_sar_and_purge_commands(tmp_path: Path, database_url: str) -> None:
     """`sar` writes the two files for the person; `purge --dry-run` removes nothing, `purge`
     records itself; the trail verifies after both."""
-    url = f"sqlite:///{tmp_path / 'rg.db'}"
+    url = database_url
     _grant(url)
 
     sar = _run(

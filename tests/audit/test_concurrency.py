@@ -49,19 +49,19 @@ def _assert_one_chain(store: Store, expected: int) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_processes_writing_at_once_keep_one_chain(any_store: Store) -> None:
+def test_processes_writing_at_once_keep_one_chain(store: Store) -> None:
     """Three processes write 60 entries each at the same time: 180 entries, one chain, and the
     JSON-lines file (appended after each commit, under a file lock) matches line for line."""
-    _run_processes(any_store, 3)
+    _run_processes(store, 3)
 
-    _assert_one_chain(any_store, 3 * PER_WRITER)
+    _assert_one_chain(store, 3 * PER_WRITER)
 
 
-def test_threads_writing_at_once_keep_one_chain(any_store: Store) -> None:
+def test_threads_writing_at_once_keep_one_chain(store: Store) -> None:
     """Four threads sharing one engine write at once: one chain, no gaps."""
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(any_store.write, 25, start=n * 1000) for n in range(4)]
+        futures = [pool.submit(store.write, 25, start=n * 1000) for n in range(4)]
     for future in futures:
         future.result()  # re-raises a writer's error
 
-    _assert_one_chain(any_store, 100)
+    _assert_one_chain(store, 100)

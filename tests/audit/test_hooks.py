@@ -28,6 +28,8 @@ from remote_guard.store.db import transaction
 from tests.audit.conftest import Store
 from tests.e2e.conftest import Running, school, start
 
+pytestmark = pytest.mark.database
+
 NOW = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
 
 

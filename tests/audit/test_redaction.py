@@ -29,6 +29,8 @@ from remote_guard.store.db import transaction
 from tests.audit.conftest import Store
 from tests.e2e.conftest import SCHOOL, Running, school, start
 
+pytestmark = pytest.mark.database
+
 CERTIFICATE = (
     "-----BEGIN CERTIFICATE-----\nMIIC+zCCAeOgAwIBAgIJAKx\nq1w2e3r4t5y6u7i8==\n"
     "-----END CERTIFICATE-----"

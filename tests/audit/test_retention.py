@@ -180,15 +180,15 @@ def _ids(store: Store, column: object) -> set[str]:
         return set(session.scalars(select(column)))  # type: ignore[call-overload]
 
 
-def test_purge_removes_exactly_what_is_due(any_store: Store) -> None:
+def test_purge_removes_exactly_what_is_due(store: Store) -> None:
     """Sessions, findings, consents and old audit content past their retention go; everything
     else stays; a dry run names the same and changes nothing; the trail still verifies."""
-    _build(any_store)
-    entries_before = len(_ids(any_store, AuditEntryRow.seq))
+    _build(store)
+    entries_before = len(_ids(store, AuditEntryRow.seq))
 
-    planned = purge(any_store.db, RETENTION, now=NOW, dry_run=True)
-    assert len(_ids(any_store, AuditEntryRow.seq)) == entries_before
-    result = purge(any_store.db, RETENTION, now=NOW)
+    planned = purge(store.db, RETENTION, now=NOW, dry_run=True)
+    assert len(_ids(store, AuditEntryRow.seq)) == entries_before
+    result = purge(store.db, RETENTION, now=NOW)
 
     for outcome in (planned, result):
         assert outcome.sessions_without_findings == ["clean-old"]
@@ -197,23 +197,23 @@ def test_purge_removes_exactly_what_is_due(any_store: Store) -> None:
         assert outcome.consents == ["expired-old", "withdrawn-old"]
         assert outcome.registrations_unlinked == ["registration-1"]
         assert outcome.audit_entries == 2
-    assert _ids(any_store, SessionRow.id) == {
+    assert _ids(store, SessionRow.id) == {
         "clean-new",
         "concern-changed-recently",
         "concern-mid",
         "once-concern",
     }
-    assert _ids(any_store, SnapshotRow.session_id) == _ids(any_store, SessionRow.id)
-    assert _ids(any_store, FindingRow.key) == {
+    assert _ids(store, SnapshotRow.session_id) == _ids(store, SessionRow.id)
+    assert _ids(store, FindingRow.key) == {
         "clean-new-f0",
         "concern-changed-recently-f0",
         "concern-changed-recently-f1",
         "concern-mid-f0",
         "once-concern-f0",
     }
-    assert _ids(any_store, FindingEventRow.finding_key) == _ids(any_store, FindingRow.key)
-    assert _ids(any_store, ConsentRow.id) == {"withdrawn-recent", "active"}
-    with any_store.db() as session:
+    assert _ids(store, FindingEventRow.finding_key) == _ids(store, FindingRow.key)
+    assert _ids(store, ConsentRow.id) == {"withdrawn-recent", "active"}
+    with store.db() as session:
         registration = session.get(RegistrationRow, "registration-1")
         assert registration is not None
         assert registration.consent_id is None
@@ -231,12 +231,12 @@ def test_purge_removes_exactly_what_is_due(any_store: Store) -> None:
     assert content["consents"] == {"count": 2, "ids": ["expired-old", "withdrawn-old"]}
     assert content["audit_entries"]["count"] == 2
 
-    report = verify(any_store.engine, any_store.config)
+    report = verify(store.engine, store.config)
     assert report.ok, [str(p) for p in report.problems]
     assert report.purged == 2
     assert report.file_lines == report.entries
     assert '"object_id":"case-2191","object_type":"case","payload":null' in (
-        any_store.file.read_text(encoding="utf-8")
+        store.file.read_text(encoding="utf-8")
     )
 
 

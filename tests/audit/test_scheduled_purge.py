@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from remote_guard.poll.scheduler import PURGE_HOUR, daily_purge
 from remote_guard.privacy.retention import PURGE_ACTION
 from tests.e2e.conftest import school, start
+
+pytestmark = pytest.mark.database
 
 
 def test_daily_purge_runs_and_is_audited(tmp_path: Path) -> None:

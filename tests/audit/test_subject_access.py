@@ -32,9 +32,11 @@ NOW = datetime(2026, 11, 18, 16, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def polled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def polled(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Running]:
     """The e2e school polled once, with a consent, a registration and an exemption for p1."""
-    for running in start(school(), tmp_path_factory.mktemp("sar")):
+    for running in start(
+        school(), tmp_path_factory.mktemp("sar"), database_url=module_database_url
+    ):
         assert run_poll(running.poller).status == "ok"
         pupil, teacher = running.scenario.person_id("p1"), running.scenario.person_id("t.jones")
         other = running.scenario.person_id("p2")

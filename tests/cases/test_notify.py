@@ -24,6 +24,7 @@ def _mailbox() -> str:
     return upn
 
 
+@pytest.mark.database
 def test_one_message_per_dsl_per_cycle_naming_no_pupil(tmp_path: Path) -> None:
     notify = NotifySettings(enabled=True, service_mailbox=_mailbox())
     with dsl_tenant(tmp_path, notify=notify) as tenant:
@@ -67,6 +68,7 @@ def test_one_message_per_dsl_per_cycle_naming_no_pupil(tmp_path: Path) -> None:
         assert {entry.actor_id for entry in sent_entries} == {"system"}
 
 
+@pytest.mark.database
 def test_a_failed_send_is_retried_next_cycle_and_the_poller_goes_on(tmp_path: Path) -> None:
     notify = NotifySettings(
         enabled=True,
@@ -95,6 +97,7 @@ def test_a_failed_send_is_retried_next_cycle_and_the_poller_goes_on(tmp_path: Pa
         assert len(state.sent_mail) == 1
 
 
+@pytest.mark.database
 def test_nothing_is_sent_when_notify_is_off(tmp_path: Path) -> None:
     with dsl_tenant(tmp_path) as tenant:
         assert tenant.web.server.state.sent_mail == []

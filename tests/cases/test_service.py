@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -26,8 +25,8 @@ DEPUTY = audit.Actor(id="deputy-1", role="deputy_dsl")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'cases.db'}")
+def db(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
     migrate(engine)
     audit.configure(engine, AuditSettings())
     yield session_factory(engine)

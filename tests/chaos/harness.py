@@ -34,6 +34,7 @@ from remote_guard.poll.service import Poller, run_poll
 from remote_guard.rules.registry import load_rules
 from remote_guard.runtime import build_poller
 from remote_guard.settings import Settings
+from tests import databases
 from tests.scenarios.scoring import Scores
 
 FINISHED_STATUSES = frozenset({"ok", "partial", "failed", "interrupted"})
@@ -126,23 +127,21 @@ def clean_baseline(scenario: Scenario, *, at: datetime, folder: Path) -> Baselin
     """Poll ``scenario`` once with no faults at the frozen time ``at``."""
     clock = frozen_clock(at)
     folder.mkdir(parents=True, exist_ok=True)
-    with FakeTenantServer(scenario, state_dir=folder / "tenant", clock=clock) as server:
-        settings = chaos_settings(
-            server,
-            scenario,
-            database_url=f"sqlite:///{folder / 'baseline.db'}",
-            clock=clock,
-            timeout_seconds=10,
+    # Only the facts are kept: the database goes once they are read.
+    with databases.fresh_database(folder, "baseline") as database_url:
+        with FakeTenantServer(scenario, state_dir=folder / "tenant", clock=clock) as server:
+            settings = chaos_settings(
+                server, scenario, database_url=database_url, clock=clock, timeout_seconds=10
+            )
+            poller = build_poller(settings, clock=clock)
+            import_registers(poller, scenario, server, clock=clock)
+            result = run_poll(poller)
+            assert result.status == "ok", result.errors
+            sessions, subjects = key_maps(scenario, server)
+        truth = Scores().score(
+            scenario, finding_dicts(poller.db, sessions, subjects), set(load_rules())
         )
-        poller = build_poller(settings, clock=clock)
-        import_registers(poller, scenario, server, clock=clock)
-        result = run_poll(poller)
-        assert result.status == "ok", result.errors
-        sessions, subjects = key_maps(scenario, server)
-    truth = Scores().score(
-        scenario, finding_dicts(poller.db, sessions, subjects), set(load_rules())
-    )
-    return Baseline(scenario, facts(poller.db, sessions), sessions, subjects, truth)
+        return Baseline(scenario, facts(poller.db, sessions), sessions, subjects, truth)
 
 
 @dataclass
@@ -151,21 +150,11 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     polls: Counter[str] = field(default_factory=Counter)
-    known_gaps: list[str] = field(default_factory=list)
+    # Differences from the clean run that hide nothing (a pass where a rule does not apply).
+    tolerated: list[str] = field(default_factory=list)
 
     def extend(self, where: str, problems: Iterable[str]) -> None:
         self.problems.extend(f"{where}: {problem}" for problem in problems)
-
-
-# Rules known to pass a session whose own data could not be read, with why; their passes under
-# faults are listed as known gaps (tests/chaos/test_known_gaps.py pins each one down) instead of
-# failing every chaos run.
-KNOWN_GAPS = {
-    "repeated_breaches": (
-        "a stage-2 rule with no required data: when this session's chat or recordings could "
-        "not be read, its own breach is not in the count and the rule passes"
-    ),
-}
 
 
 def check_during(
@@ -173,13 +162,14 @@ def check_during(
     current: dict[str, Fact],
     *,
     deleted: Iterable[str] = (),
-    known_gaps: list[str] | None = None,
+    tolerated: list[str] | None = None,
 ) -> list[str]:
     """While faults are on: every finding is the clean run's answer, or ``error``.
 
     Sessions of meetings deleted mid-cycle (``deleted``, scenario keys) are left out: while a
-    meeting is deleted its facts really are different (no invitation, no options). A pass by a
-    rule in :data:`KNOWN_GAPS` goes to ``known_gaps`` rather than the problems.
+    meeting is deleted its facts really are different (no invitation, no options). A pass where
+    the clean run says the rule does not apply hides nothing: it goes to ``tolerated`` rather
+    than the problems.
     """
     problems: list[str] = []
     skipped = set(deleted)
@@ -187,21 +177,12 @@ def check_during(
         if fact.status == "error" or fact.session in skipped:
             continue
         base = baseline.facts.get(key)
-        if (
-            fact.status == "pass"
-            and fact.rule in KNOWN_GAPS
-            and (base is None or base.status != "pass")
-        ):
-            if known_gaps is not None:
-                known_gaps.append(f"{fact.describe()} passed under faults")
-            continue
         if fact.status == "pass" and base is not None and base.status == "not_applicable":
             # The rule does not apply to this session at all (one_to_one_without_consent on a
             # direct chat whose messages were unread, say): a pass hides no breach.
-            if known_gaps is not None:
-                known_gaps.append(f"{fact.describe()} passed where it does not apply")
+            if tolerated is not None:
+                tolerated.append(f"{fact.describe()} passed where it does not apply")
             continue
-        base = baseline.facts.get(key)
         if base is None:
             if fact.status != "not_applicable":
                 problems.append(

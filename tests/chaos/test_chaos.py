@@ -21,6 +21,7 @@ from remote_guard.fakegraph.harness import import_registers
 from remote_guard.fakegraph.scenario import Scenario, load_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.chaos.conftest import RUNS
 from tests.chaos.harness import (
     Baseline,
@@ -35,6 +36,8 @@ from tests.chaos.harness import (
     frozen_clock,
     poll_once,
 )
+
+pytestmark = pytest.mark.database
 
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios"
 # Library files chosen so that together they read every kind of Graph data the collector reads:
@@ -66,7 +69,7 @@ def chaos_run(baseline: Baseline, *, at: datetime, seed: int, folder: Path) -> R
     report = Report()
     with FakeTenantServer(scenario, state_dir=folder / "tenant", clock=clock) as server:
         settings = chaos_settings(
-            server, scenario, database_url=f"sqlite:///{folder / 'chaos.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(folder, "chaos"), clock=clock
         )
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)
@@ -82,7 +85,7 @@ def chaos_run(baseline: Baseline, *, at: datetime, seed: int, folder: Path) -> R
             deleted = server.state.chaos.deleted
             report.extend(
                 f"faulted poll {number}",
-                check_during(baseline, current, deleted=deleted, known_gaps=report.known_gaps),
+                check_during(baseline, current, deleted=deleted, tolerated=report.tolerated),
             )
         server.state.chaos.stop(server.state)
         status, raised = poll_once(poller)
@@ -162,7 +165,7 @@ def test_the_scheduled_poller_keeps_polling_through_faults(tmp_path: Path) -> No
     clock = frozen_clock(scenario.reference_now())
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = chaos_settings(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'rg.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(tmp_path), clock=clock
         )
         poller = build_poller(settings, clock=clock)
         heavy = ChaosRates(

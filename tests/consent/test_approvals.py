@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,8 +24,8 @@ SLT = audit.Actor(id="slt-1", role="slt")
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'rg.db'}")
+def db(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
     migrate(engine)
     audit.configure(engine, AuditSettings())
     factory = session_factory(engine)

@@ -242,6 +242,7 @@ def audit_verify(config: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.sqlite  # watches the database file and checks it with SQLite's integrity_check
 @pytest.mark.e2e
 def test_poller_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     scenario = relative_to_now(SCENARIO)

@@ -17,7 +17,10 @@ from remote_guard.poll.models import PollRunRow
 from remote_guard.poll.service import run_poll
 from remote_guard.runtime import build_poller
 from remote_guard.store.db import transaction
+from tests import databases
 from tests.chaos.harness import chaos_settings, check_poll_runs, frozen_clock
+
+pytestmark = pytest.mark.database
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "meeting_chat_pupil_posts.yaml"
 
@@ -28,7 +31,7 @@ def test_a_run_left_running_is_marked_interrupted_by_the_next(tmp_path: Path) ->
     clock = frozen_clock(scenario.reference_now())
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = chaos_settings(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'rg.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(tmp_path), clock=clock
         )
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)
@@ -82,7 +85,7 @@ def test_a_cycle_that_raises_is_recorded_as_failed_not_left_running(tmp_path: Pa
     clock = frozen_clock(scenario.reference_now())
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = chaos_settings(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'rg.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(tmp_path), clock=clock
         )
         broken = replace(build_poller(settings, clock=clock), registry={})
         result = run_poll(broken)

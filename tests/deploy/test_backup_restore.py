@@ -96,6 +96,7 @@ def verify(database_url: str, audit_file: Path, monkeypatch: pytest.MonkeyPatch)
     return main(["audit", "verify", "--database", database_url, "--audit-file", str(audit_file)])
 
 
+@pytest.mark.sqlite
 @pytest.mark.e2e
 def test_sqlite_backup_of_a_running_database_restores_identically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -137,6 +138,7 @@ def test_sqlite_backup_of_a_running_database_restores_identically(
     assert "audit trail verified" in capsys.readouterr().out
 
 
+@pytest.mark.sqlite
 def test_sqlite_restore_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     if shutil.which("sqlite3") is None:
         pytest.skip("the sqlite3 command is not installed")
@@ -167,6 +169,7 @@ def test_sqlite_restore_refuses_to_overwrite_without_force(tmp_path: Path) -> No
     assert kept[0].read_bytes() == b"the school's current database"
 
 
+@pytest.mark.sqlite
 def test_restore_refuses_a_backup_whose_files_changed(tmp_path: Path) -> None:
     if shutil.which("sqlite3") is None:
         pytest.skip("the sqlite3 command is not installed")

@@ -18,6 +18,7 @@ from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.graph.permissions import least_permissions
 from remote_guard.settings import Settings, settings_from_mapping
 from remote_guard.store.db import make_engine, migrate
+from tests import databases
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday in the autumn term
 SESSION_SECRET = "s3ss10n-" + "k" * 40
@@ -93,13 +94,15 @@ def tenant(tmp_path: Path) -> Iterator[FakeTenantServer]:
 
 
 @pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite database at the current schema (the doctor only reads it)."""
-    path = tmp_path_factory.mktemp("doctor-db") / "remote_guard.db"
-    engine = make_engine(f"sqlite:///{path}")
-    migrate(engine)
-    engine.dispose()
-    return f"sqlite:///{path}"
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A test database at the current schema (the doctor only reads it); tests using it are
+    marked ``database``."""
+    folder = tmp_path_factory.mktemp("doctor-db")
+    with databases.fresh_database(folder, "remote_guard") as url:
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
 
 
 def settings_data(server: FakeTenantServer, database_url: str) -> dict[str, Any]:
@@ -118,7 +121,8 @@ def settings_data(server: FakeTenantServer, database_url: str) -> dict[str, Any]
             "public_url": "https://remote-guard.school.example",
             "session_secret": SESSION_SECRET,
         },
-        "audit": {"hmac_key": AUDIT_KEY},
+        # The JSON-lines copy named, as a school on PostgreSQL must (SQLite has one beside it).
+        "audit": {"hmac_key": AUDIT_KEY, "file": str(server.state_dir.parent / "audit.jsonl")},
     }
     if "notify" in Settings.model_fields:
         data["notify"] = {"service_mailbox": server.scenario.person_upn("alerts")}

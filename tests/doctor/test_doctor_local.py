@@ -20,6 +20,7 @@ from remote_guard.doctor.credentials import credential_check
 from remote_guard.doctor.local import database_checks, school_day_check
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.settings import TenantSettings
+from tests import databases
 from tests.doctor.conftest import AUDIT_KEY, NOW, SESSION_SECRET, build_settings, settings_data
 
 
@@ -106,6 +107,7 @@ def test_a_certificate_without_its_key_fails(tmp_path: Path) -> None:
     assert "no unencrypted private key" in check.detail
 
 
+@pytest.mark.database
 def test_certificate_credentials_get_a_token_from_the_fake(
     tenant: FakeTenantServer, migrated_database: str, tmp_path: Path
 ) -> None:
@@ -130,26 +132,33 @@ def test_missing_sqlite_file_is_reported_not_created(
     assert not path.parent.exists()
 
 
+@pytest.mark.database
 def test_an_empty_database_needs_migrate(tenant: FakeTenantServer, tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    path.touch()
-    settings = build_settings(settings_data(tenant, f"sqlite:///{path}"))
+    import sqlalchemy as sa
+
+    url = databases.database_url(tmp_path, "empty")
+    engine = sa.create_engine(url)
+    with engine.connect():  # makes the SQLite file; a PostgreSQL schema is there already
+        pass
+    engine.dispose()
+    settings = build_settings(settings_data(tenant, url))
     checks = {check.id: check for check in database_checks(settings)}
     assert checks["database"].status is Status.PASS
     assert checks["database_schema"].status is Status.FAIL
     assert checks["database_schema"].fix == "run remote-guard migrate"
 
 
+@pytest.mark.database
 def test_an_old_schema_needs_migrate(tenant: FakeTenantServer, tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    path = tmp_path / "old.db"
-    engine = sa.create_engine(f"sqlite:///{path}")
+    url = databases.database_url(tmp_path, "old")
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
         connection.execute(sa.text("create table alembic_version (version_num varchar(32))"))
         connection.execute(sa.text("insert into alembic_version values ('0001')"))
     engine.dispose()
-    settings = build_settings(settings_data(tenant, f"sqlite:///{path}"))
+    settings = build_settings(settings_data(tenant, url))
     schema = database_checks(settings)[1]
     assert schema.status is Status.FAIL
     assert "revision 0001" in schema.detail
@@ -166,6 +175,7 @@ def test_unreachable_postgresql_fails_without_showing_the_password(
     assert "pgpass" in check.fix
 
 
+@pytest.mark.database
 @pytest.mark.parametrize(
     "case",
     [
@@ -217,6 +227,7 @@ def write_config(tenant: FakeTenantServer, database_url: str, tmp_path: Path) ->
         f'session_secret_file = "{session_file}"',
         "[audit]",
         f'hmac_key_file = "{audit_file}"',
+        f'file = "{tmp_path / "audit.jsonl"}"',
     ]
     if "notify" in data:
         lines += ["[notify]", f'service_mailbox = "{data["notify"]["service_mailbox"]}"']
@@ -225,6 +236,7 @@ def write_config(tenant: FakeTenantServer, database_url: str, tmp_path: Path) ->
     return path
 
 
+@pytest.mark.database
 def test_command_prints_a_checklist_and_never_a_secret(
     tenant: FakeTenantServer,
     migrated_database: str,

@@ -15,6 +15,8 @@ from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.graph.permissions import least_permissions
 from tests.doctor.conftest import NOW, build_settings, settings_data
 
+pytestmark = pytest.mark.database
+
 NEEDED = least_permissions()
 # A permission whose calls a broader granted one also allows (as Graph does): removing only the
 # narrow one breaks nothing, so the broader one goes too.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, inspect
@@ -15,8 +13,8 @@ def _columns(engine: Engine, table: str) -> set[str]:
     return {column["name"] for column in inspect(engine).get_columns(table)}
 
 
-def test_0006_upgrades_and_downgrades(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'rg.db'}")
+def test_0006_upgrades_and_downgrades(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     assert "dropins" in inspect(engine).get_table_names()
     assert {"transaction_id", "graph_event_id", "calendar_error", "case_id"} <= _columns(

@@ -12,6 +12,7 @@ from remote_guard.fakegraph.scenario import Scenario, parse_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.poll.service import Poller
 from remote_guard.runtime import build_poller
+from tests import databases
 
 SCHOOL = {
     "name": "e2e school",
@@ -101,14 +102,18 @@ def start(
         settings = settings_for(
             server,
             scenario,
-            database_url=database_url or f"sqlite:///{tmp_path / 'rg.db'}",
+            database_url=database_url or databases.database_url(tmp_path),
             clock=clock,
         )
+        # The trail's JSON-lines copy where SQLite keeps it by default, named so PostgreSQL has
+        # one too.
+        audit = settings.audit.model_copy(update={"file": tmp_path / "rg.audit.jsonl"})
+        settings = settings.model_copy(update={"audit": audit})
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)
         yield Running(server, poller, scenario)
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    yield from start(school(), tmp_path)
+def running(tmp_path: Path, database_url: str) -> Iterator[Running]:
+    yield from start(school(), tmp_path, database_url=database_url)

@@ -17,7 +17,7 @@ from remote_guard.graph.permissions import call_for
 from remote_guard.poll.service import PollResult, run_poll
 from tests.e2e.conftest import SCHOOL, Running, school, start
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.database]
 
 MORE_PUPILS = [{"key": f"q{i}", "name": f"Pupil Q{i}", "kind": "pupil"} for i in range(1, 21)]
 

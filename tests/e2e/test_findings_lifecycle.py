@@ -22,7 +22,7 @@ from remote_guard.rules.base import Finding
 from remote_guard.store.db import transaction
 from tests.e2e.conftest import Running, school, start
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.database]
 
 ONE_TO_ONE = "one_to_one_without_consent"
 

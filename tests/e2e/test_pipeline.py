@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from remote_guard.collect.models import SessionRow, SnapshotRow
@@ -14,6 +15,8 @@ from remote_guard.graph.permissions import call_for
 from remote_guard.poll.service import run_poll
 from remote_guard.rules.engine import evaluate_snapshot
 from tests.e2e.conftest import Running, school, start
+
+pytestmark = pytest.mark.database
 
 
 def _open(running: Running) -> set[tuple[str, str]]:

@@ -21,9 +21,10 @@ from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import PollResult, run_poll
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.e2e.conftest import SCHOOL, Running, school, start
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.database]
 
 
 def _day(day: int, hhmm: str) -> str:
@@ -194,7 +195,7 @@ def test_a_series_exemption_covers_every_occurrence_and_a_session_one_only_its_o
         ],
         expect=[],
     )
-    result = run_check(scenario, state_dir=tmp_path)
+    result = run_check(scenario, state_dir=tmp_path, database_url=databases.database_url(tmp_path))
     assert result.poll.status == "ok", result.poll.errors
     by = {
         (f["rule"], f["session"]): f["exempted"]
@@ -258,7 +259,7 @@ def test_session_exemptions_reach_calls_chats_and_other_providers(tmp_path: Path
         ],
         expect=[],
     )
-    result = run_check(scenario, state_dir=tmp_path)
+    result = run_check(scenario, state_dir=tmp_path, database_url=databases.database_url(tmp_path))
     breaches = {
         (f["rule"], f["session"]): f["exempted"]
         for f in result.findings
@@ -408,7 +409,7 @@ def chat_school(tmp_path: Path) -> Iterator[tuple[Running, MovableClock]]:
     clock = MovableClock(datetime(2026, 11, 18, 16, 0, tzinfo=UTC))
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = settings_for(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'rg.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(tmp_path), clock=clock
         )
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)

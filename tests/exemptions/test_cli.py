@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,9 +16,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_grant_list_and_revoke(tmp_path: Path) -> None:
+def test_grant_list_and_revoke(database_url: str) -> None:
     """An exemption is granted, listed as active, revoked, and then listed only with --all."""
-    url = f"sqlite:///{tmp_path / 'x.db'}"
+    url = database_url
     granted = _run(
         "add",
         "--database",
@@ -50,9 +49,9 @@ def test_grant_list_and_revoke(tmp_path: Path) -> None:
     assert "revoked" in _run("list", "--all", "--database", url).stdout
 
 
-def test_bad_requests_are_refused_with_the_fix(tmp_path: Path) -> None:
+def test_bad_requests_are_refused_with_the_fix(database_url: str) -> None:
     """An unknown rule, a pair without its teacher, or an unknown id: exit 2 and a clear line."""
-    url = f"sqlite:///{tmp_path / 'x.db'}"
+    url = database_url
     common = ["--reason", "because", "--granted-by", "DSL", "--expires", "2099-01-01"]
     unknown = _run("add", "--database", url, "--rule", "no_such_rule", "--scope", "session",
                    "--session", "s1", *common)  # fmt: skip

@@ -30,6 +30,7 @@ from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.graph import models
 from remote_guard.graph.models import GraphModel, PayloadError, parse
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.chaos.harness import (
     chaos_settings,
     check_poll_runs,
@@ -160,6 +161,7 @@ SCENARIOS = ("meeting_chat_pupil_posts", "peer_call_staff_pupil", "direct_chat_t
 
 
 @pytest.mark.e2e
+@pytest.mark.database
 @pytest.mark.parametrize("name", SCENARIOS)
 @settings(
     max_examples=12,
@@ -176,25 +178,24 @@ def test_a_poll_fed_hostile_payloads_records_errors_and_never_crashes(
     scenario = load_scenario(LIBRARY / f"{name}.yaml")
     clock = frozen_clock(scenario.reference_now())
     folder = tmp_path_factory.mktemp("hostile")
-    with FakeTenantServer(scenario, state_dir=folder / "tenant", clock=clock) as server:
-        settings_ = chaos_settings(
-            server, scenario, database_url=f"sqlite:///{folder / 'rg.db'}", clock=clock
-        )
-        poller = build_poller(settings_, clock=clock)
-        import_registers(poller, scenario, server, clock=clock)
-        server.state.chaos.rewrite = hostile_rewriter(seed, replacements)
-        server.state.chaos.start(ChaosRates(), seed=seed)
-        status, raised = poll_once(poller)
-        sessions, _ = key_maps(scenario, server)
-    assert raised == []
-    assert status in {"ok", "partial", "failed"}
-    assert check_poll_runs(poller.db) == []
-    with poller.db() as session:
-        from remote_guard.collect.models import SnapshotRow
+    with databases.fresh_database(folder) as database_url:
+        with FakeTenantServer(scenario, state_dir=folder / "tenant", clock=clock) as server:
+            settings_ = chaos_settings(server, scenario, database_url=database_url, clock=clock)
+            poller = build_poller(settings_, clock=clock)
+            import_registers(poller, scenario, server, clock=clock)
+            server.state.chaos.rewrite = hostile_rewriter(seed, replacements)
+            server.state.chaos.start(ChaosRates(), seed=seed)
+            status, raised = poll_once(poller)
+            sessions, _ = key_maps(scenario, server)
+        assert raised == []
+        assert status in {"ok", "partial", "failed"}
+        assert check_poll_runs(poller.db) == []
+        with poller.db() as session:
+            from remote_guard.collect.models import SnapshotRow
 
-        stored = [row.data for row in session.query(SnapshotRow)]
-    for data in stored:
-        # Every stored snapshot is one the rules can read again.
-        SessionSnapshot.model_validate(json.loads(json.dumps(data)))
-    for fact in facts(poller.db, sessions).values():
-        assert fact.status in {"pass", "fail", "warn", "error", "not_applicable"}
+            stored = [row.data for row in session.query(SnapshotRow)]
+        for data in stored:
+            # Every stored snapshot is one the rules can read again.
+            SessionSnapshot.model_validate(json.loads(json.dumps(data)))
+        for fact in facts(poller.db, sessions).values():
+            assert fact.status in {"pass", "fail", "warn", "error", "not_applicable"}

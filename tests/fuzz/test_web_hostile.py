@@ -26,6 +26,7 @@ from remote_guard.fakegraph.harness import scenario_clock
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
 from remote_guard.web.security import PLAIN_COOKIE
+from tests import databases
 from tests.web.conftest import (
     WebTenant,
     authorize_answer,
@@ -109,9 +110,12 @@ def _no_ca_bundle_override(monkeypatch: pytest.MonkeyPatch) -> None:
 def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebTenant]:
     tmp = tmp_path_factory.mktemp("web-hostile")
     scenario = federation()
-    with FakeTenantServer(
-        scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
-    ) as server:
+    with (
+        databases.fresh_database(tmp),
+        FakeTenantServer(
+            scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
+        ) as server,
+    ):
         yield build_web_tenant(server, scenario, tmp)
 
 
@@ -133,7 +137,9 @@ def _routes(tmp_path_factory: pytest.TempPathFactory | None = None) -> list[Rout
             scenario, state_dir=Path(folder) / "tenant", clock=scenario_clock(scenario)
         ) as server,
     ):
-        app = build_web_tenant(server, scenario, Path(folder)).app
+        # Built at import, so on SQLite whichever the pass: the routes do not depend on it.
+        database_url = f"sqlite:///{Path(folder) / 'routes.db'}"
+        app = build_web_tenant(server, scenario, Path(folder), database_url=database_url).app
         return route_table(app)
 
 
@@ -369,6 +375,7 @@ def _cli(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     return main(args)
 
 
+@pytest.mark.database
 def test_report_output_is_written_exactly_where_the_operator_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -377,7 +384,7 @@ def test_report_output_is_written_exactly_where_the_operator_says(
     Nothing in the data chooses a path."""
     work = tmp_path / "work"
     work.mkdir()
-    database = f"sqlite:///{tmp_path / 'rg.db'}"
+    database = databases.database_url(tmp_path)
     common = ["report", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json"]
     (work / "config").symlink_to(ROOT / "config")
 
@@ -399,12 +406,13 @@ def test_report_output_is_written_exactly_where_the_operator_says(
     assert written == ["abs/r.json", "up/r.json"]
 
 
+@pytest.mark.database
 def test_subject_access_file_names_come_from_the_person_id_made_safe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A person id with ../ or a slash cannot leave the chosen folder: the file name keeps only
     letters, digits, dot, dash and underscore."""
-    database = f"sqlite:///{tmp_path / 'rg.db'}"
+    database = databases.database_url(tmp_path)
     exports = tmp_path / "exports"
     person = "../../../tmp/evil/0000-1111"
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import deque
 from typing import Any
 
 import pytest
 import requests
 
-from remote_guard.graph.client import BatchRequest, GraphClient, endpoint_name
+from remote_guard.graph.client import BatchRequest, GraphClient, endpoint_name, envelopes
 from remote_guard.graph.errors import GraphError, GraphNotFoundError, GraphPermissionError
 from remote_guard.settings import TenantSettings
 
@@ -219,3 +220,103 @@ def test_endpoint_name_folds_ids() -> None:
         "/users/{id}/onlineMeetings/{id}/attendanceReports"
     )
     assert endpoint_name("/communications/callRecords") == "/communications/callRecords"
+
+
+# --- batching, threads and request counts ---------------------------------------------------------
+
+
+def test_batch_urls_are_relative_to_the_graph_base() -> None:
+    """A path with parameters, and a next link Graph gave, both become the relative URL a batch
+    item needs; spaces in a $filter are %20, not '+'."""
+    client, _, _, _ = _client([])
+    assert client.batch_url("/users/u1/onlineMeetings", {"$filter": "JoinWebUrl eq 'a b'"}) == (
+        "/users/u1/onlineMeetings?%24filter=JoinWebUrl%20eq%20%27a%20b%27"
+    )
+    assert client.batch_url(f"{BASE}/users/u1/calendarView/delta?$deltatoken=abc") == (
+        "/users/u1/calendarView/delta?$deltatoken=abc"
+    )
+
+
+@pytest.mark.parametrize(
+    "link", ["https://evil.example/v1.0/users", "https://graph.example.test/beta/users"]
+)
+def test_a_link_elsewhere_never_goes_in_a_batch(link: str) -> None:
+    client, _, _, _ = _client([])
+    with pytest.raises(GraphError):
+        client.batch_url(link)
+
+
+def test_an_item_refused_for_its_token_is_sent_again_with_a_new_one() -> None:
+    """A 401 inside a batch drops the cached token once and the item goes again."""
+    client, session, _, tokens = _client(
+        [
+            _response(
+                200,
+                {
+                    "responses": [
+                        {"id": "1", "status": 401, "headers": {}, "body": {"error": {}}},
+                        {"id": "2", "status": 200, "headers": {}, "body": {"n": 2}},
+                    ]
+                },
+            ),
+            _response(200, {"responses": [{"id": "1", "status": 200, "body": {"n": 1}}]}),
+        ]
+    )
+    results = client.batch([BatchRequest(id="1", url="/users/a"), BatchRequest(id="2", url="/b")])
+    assert {key: value.body for key, value in results.items()} == {"1": {"n": 1}, "2": {"n": 2}}
+    assert tokens.invalidated == 1
+    assert session.sent[1]["headers"]["Authorization"] == "Bearer token-1"
+
+
+def test_batch_items_are_counted_by_their_own_endpoint() -> None:
+    """One envelope is one HTTP request; Graph counts its three items, by endpoint."""
+    client, _, _, _ = _client(
+        [
+            _response(
+                200,
+                {"responses": [{"id": str(i), "status": 200, "body": {}} for i in range(3)]},
+            )
+        ]
+    )
+    client.batch(
+        [
+            BatchRequest(id="0", url="/users/a/calendarView/delta"),
+            BatchRequest(id="1", url="/users/b/calendarView/delta"),
+            BatchRequest(id="2", url="/communications/callRecords"),
+        ]
+    )
+    assert client.stats.total == 1
+    assert client.stats.graph_requests == 3
+    assert client.stats.batched == {
+        "/users/{id}/calendarView/delta": 2,
+        "/communications/callRecords": 1,
+    }
+
+
+def test_envelopes_keep_each_kind_within_its_rate_limit() -> None:
+    """45 reads of other users' events fill envelopes of 20; six reads of one team's channel
+    posts (Teams allows four a second on one team) are spread so no envelope holds more than
+    four of them."""
+    team = [
+        BatchRequest(id=f"t{i}", url=f"/teams/T1/channels/C1/messages/{i}/replies")
+        for i in range(6)
+    ]
+    users = [BatchRequest(id=f"u{i}", url=f"/users/u{i}/calendarView/delta") for i in range(45)]
+    chunks = envelopes(team + users)
+    assert all(len(chunk) <= 20 for chunk in chunks)
+    assert [sum(item.id.startswith("t") for item in chunk) for chunk in chunks] == [4, 2, 0]
+    assert sorted(item.id for chunk in chunks for item in chunk) == sorted(
+        item.id for item in team + users
+    )
+
+
+def test_each_thread_has_its_own_http_session() -> None:
+    """requests does not promise a Session is thread-safe: the client keeps one per thread."""
+    settings = TenantSettings(tenant_id="t", client_id="c", client_secret="s", graph_base_url=BASE)
+    client = GraphClient(settings, tokens=FakeTokens())  # type: ignore[arg-type]
+    seen: list[requests.Session] = []
+    worker = threading.Thread(target=lambda: seen.append(client._http()))
+    worker.start()
+    worker.join()
+    assert client._http() is client._http()
+    assert seen[0] is not client._http()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from remote_guard.runtime import build_poller
 from remote_guard.settings import LoggingSettings, OpsSettings
 from remote_guard.store.db import transaction
 from remote_guard.web.app import create_app
+from tests import databases
 from tests.web.conftest import WebTenant, build_web_tenant, federation
 
 LIBRARY = Path(__file__).resolve().parent.parent / "scenarios"
@@ -71,9 +73,9 @@ def server(tmp_path: Path) -> Iterator[FakeTenantServer]:
 
 
 @pytest.fixture
-def ops(server: FakeTenantServer, tmp_path: Path) -> Ops:
+def ops(server: FakeTenantServer, tmp_path: Path, database_url: str) -> Ops:
     """The web app with a metrics token set."""
-    tenant = build_web_tenant(server, server.scenario, tmp_path)
+    tenant = build_web_tenant(server, server.scenario, tmp_path, database_url=database_url)
     settings = tenant.settings.model_copy(
         update={"ops": OpsSettings(metrics_token=SecretStr(TOKEN))}
     )
@@ -86,7 +88,8 @@ def add_run(ops: Ops, *, status: str, finished: datetime | None, errors: list[st
     with transaction(ops.tenant.db) as session:
         session.add(
             PollRunRow(
-                id=f"run-{status}-{finished}",
+                # A run id is a UUID (36 characters), which PostgreSQL holds the column to.
+                id=str(uuid.uuid4()),
                 tenant_id=ops.tenant.settings.tenant.tenant_id,
                 started_at=(finished or now) - timedelta(seconds=3),
                 finished_at=finished,
@@ -208,6 +211,7 @@ def test_without_a_token_only_this_machine_may_read_metrics() -> None:
     assert not metrics_allowed(authorization=None, client_host="127.0.0.1", token=SecretStr(TOKEN))
 
 
+@pytest.mark.database
 def test_metrics_count_polls_findings_and_graph_requests(tmp_path: Path) -> None:
     """After a poll: runs by status, its duration, findings by rule and status, and the
     poller's Graph requests by endpoint, served beside the poller (no token: loopback)."""
@@ -217,7 +221,7 @@ def test_metrics_count_polls_findings_and_graph_requests(tmp_path: Path) -> None
     clock = scenario_clock(scenario)
     with FakeTenantServer(scenario, state_dir=tmp_path / "tenant", clock=clock) as server:
         settings = settings_for(
-            server, scenario, database_url=f"sqlite:///{tmp_path / 'p.db'}", clock=clock
+            server, scenario, database_url=databases.database_url(tmp_path, "p"), clock=clock
         )
         poller = build_poller(settings, clock=clock)
         before, result, after, text, alive, other = _poll_beside_health_server(poller, clock)
@@ -263,13 +267,14 @@ def _poll_beside_health_server(poller: Any, clock: Any) -> tuple[Any, ...]:
     return before, result, after, text, alive, other
 
 
+@pytest.mark.database
 def test_the_health_port_is_refused_when_taken(server: FakeTenantServer, tmp_path: Path) -> None:
     from remote_guard.cli import UsageError, _poll
     from remote_guard.fakegraph.harness import settings_for
 
     clock = scenario_clock(server.scenario)
     settings = settings_for(
-        server, server.scenario, database_url=f"sqlite:///{tmp_path / 'p.db'}", clock=clock
+        server, server.scenario, database_url=databases.database_url(tmp_path, "p"), clock=clock
     )
     poller = build_poller(settings, clock=clock)
     taken = HealthServer(poller, host="127.0.0.1", port=0, since=clock())
@@ -287,6 +292,7 @@ def _json_lines(stream: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
 
 
+@pytest.mark.database
 def test_every_log_line_of_a_poll_carries_its_run_id(
     server: FakeTenantServer, tmp_path: Path
 ) -> None:
@@ -294,7 +300,7 @@ def test_every_log_line_of_a_poll_carries_its_run_id(
 
     clock = scenario_clock(server.scenario)
     settings = settings_for(
-        server, server.scenario, database_url=f"sqlite:///{tmp_path / 'p.db'}", clock=clock
+        server, server.scenario, database_url=databases.database_url(tmp_path, "p"), clock=clock
     )
     poller = build_poller(settings, clock=clock)
     stream = io.StringIO()

@@ -41,8 +41,8 @@ def _finding(session_id: str, status: Status, clause: str, rule: str, subject: s
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sessionmaker[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+def db(database_url: str) -> sessionmaker[Session]:
+    engine = make_engine(database_url)
     migrate(engine)
     factory = session_factory(engine)
     sessions = {

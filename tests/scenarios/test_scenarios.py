@@ -22,10 +22,10 @@ LIBRARY = sorted(Path(__file__).parent.glob("*.yaml"))
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.stem)
-def test_scenario_matches_its_ground_truth(path: Path, tmp_path: Path) -> None:
+def test_scenario_matches_its_ground_truth(path: Path, tmp_path: Path, database_url: str) -> None:
     """Exactly the expected breaches are found, and nothing that must be absent."""
     scenario = load_scenario(path)
-    result = run_check(scenario, state_dir=tmp_path)
+    result = run_check(scenario, state_dir=tmp_path, database_url=database_url)
     assert result.poll.status == "ok", result.poll.errors
     problems = SCORES.score(scenario, result.findings, set(load_rules()))
     assert problems == []

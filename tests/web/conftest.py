@@ -34,6 +34,7 @@ from remote_guard.store.db import make_engine, migrate, session_factory, transac
 from remote_guard.web import audit_log
 from remote_guard.web.app import create_app
 from remote_guard.web.auth import CurrentUser
+from tests import databases
 
 CHROMIUM = Path("/usr/bin/chromium")
 WEB_ORIGIN = "http://127.0.0.1:8123"  # what TestClient pretends the app is served on
@@ -99,11 +100,18 @@ class WebTenant:
 
 
 def build_web_tenant(
-    server: FakeTenantServer, scenario: Scenario, tmp: Path, **web: Any
+    server: FakeTenantServer,
+    scenario: Scenario,
+    tmp: Path,
+    *,
+    database_url: str | None = None,
+    **web: Any,
 ) -> WebTenant:
+    """The web app for ``server``, storing in ``database_url`` or else the test database of the
+    folder ``tmp`` (a fixture wider than one test drops it with ``databases.fresh_database``)."""
     clock = scenario_clock(scenario)
     settings = settings_for(
-        server, scenario, database_url=f"sqlite:///{tmp / 'rg.db'}", clock=clock
+        server, scenario, database_url=database_url or databases.database_url(tmp), clock=clock
     )
     web_settings = WebSettings(**{"port": 8123, "session_secret": SecretStr(SECRET), **web})
     settings = settings.model_copy(update={"web": web_settings})
@@ -157,9 +165,12 @@ def web_tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebTenant]:
     """The federation served by a fake tenant, and the web app for it (one per test module)."""
     tmp = tmp_path_factory.mktemp("web")
     scenario = federation()
-    with FakeTenantServer(
-        scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
-    ) as server:
+    with (
+        databases.fresh_database(tmp),
+        FakeTenantServer(
+            scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
+        ) as server,
+    ):
         yield build_web_tenant(server, scenario, tmp)
 
 
@@ -266,10 +277,11 @@ def demo_web(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     tmp = tmp_path_factory.mktemp("demo-web")
     scenario = demo_scenario()
     clock = scenario_clock(scenario)
-    with FakeTenantServer(scenario, state_dir=tmp / "tenant", clock=clock) as server:
-        settings = settings_for(
-            server, scenario, database_url=f"sqlite:///{tmp / 'rg.db'}", clock=clock
-        )
+    with (
+        databases.fresh_database(tmp) as database_url,
+        FakeTenantServer(scenario, state_dir=tmp / "tenant", clock=clock) as server,
+    ):
+        settings = settings_for(server, scenario, database_url=database_url, clock=clock)
         web, web_settings = start_web_app(server, settings, clock=clock)
         try:
             yield DemoWeb(server, scenario, web_settings)

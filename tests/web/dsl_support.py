@@ -25,6 +25,7 @@ from remote_guard.fakegraph.scenario import Scenario, parse_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.poll.service import Poller, run_poll
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.web.conftest import FEDERATION, WebTenant, build_web_tenant
 
 # Markup, both kinds of quote, a right-to-left override and a right-to-left mark.
@@ -132,11 +133,15 @@ def dsl_tenant(
     tmp: Path, *, before_poll: Callable[[FakeTenantServer], None] | None = None, **settings: Any
 ) -> Iterator[DslTenant]:
     """Serve the scenario, build the web app, and run one poll (``settings`` update sections
-    of the poller's settings, e.g. ``notify``; ``before_poll`` may change the tenant first)."""
+    of the poller's settings, e.g. ``notify``; ``before_poll`` may change the tenant first).
+    The test database of the folder ``tmp`` is dropped (on PostgreSQL) when the block ends."""
     scenario = dsl_scenario()
-    with FakeTenantServer(
-        scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
-    ) as server:
+    with (
+        databases.fresh_database(tmp),
+        FakeTenantServer(
+            scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
+        ) as server,
+    ):
         web = build_web_tenant(server, scenario, tmp)
         poll_settings = web.settings.model_copy(update=settings) if settings else web.settings
         poller = build_poller(poll_settings, clock=web.clock)

@@ -35,6 +35,7 @@ from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import PollResult, run_poll
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.web.conftest import FEDERATION, WebTenant, build_web_tenant
 
 HOSTILE_SUBJECT = '<script>alert("board")</script> Year 3 "Oak" & O\'Neill \u202etxet'
@@ -210,7 +211,10 @@ def slt_tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SltTenant]:
     """The federation with sessions, polled once (one per test module)."""
     tmp = tmp_path_factory.mktemp("web-slt")
     scenario = parse_scenario(SLT_SCENARIO, source="tests/web/slt_tenant.py")
-    with FakeTenantServer(
-        scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
-    ) as server:
+    with (
+        databases.fresh_database(tmp),
+        FakeTenantServer(
+            scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
+        ) as server,
+    ):
         yield build_slt_tenant(server, tmp)

@@ -36,6 +36,7 @@ from remote_guard.findings.models import FindingRow
 from remote_guard.poll.service import PollResult, run_poll
 from remote_guard.runtime import build_poller
 from remote_guard.store.db import transaction
+from tests import databases
 from tests.web.conftest import FEDERATION, WebTenant, build_web_tenant
 
 HOSTILE_SUBJECT = '<script>alert("lesson")</script> Year 3 "Oak" & O\'Neill \u202etxet'
@@ -219,7 +220,10 @@ def teacher_tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Teacher
     """The federation with sessions, polled once (one per test module)."""
     tmp = tmp_path_factory.mktemp("web-teacher")
     scenario = parse_scenario(TEACHER_SCENARIO, source="tests/web/teacher_tenant.py")
-    with FakeTenantServer(
-        scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
-    ) as server:
+    with (
+        databases.fresh_database(tmp),
+        FakeTenantServer(
+            scenario, state_dir=tmp / "tenant", clock=scenario_clock(scenario)
+        ) as server,
+    ):
         yield build_teacher_tenant(server, tmp)

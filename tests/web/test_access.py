@@ -15,6 +15,8 @@ from remote_guard.web.access import Role, User
 from remote_guard.web.people import Refusal, load_roster
 from tests.web.conftest import WebTenant, sign_in
 
+pytestmark = pytest.mark.database
+
 FEDERATION = frozenset({"north", "south"})
 
 

@@ -16,6 +16,8 @@ from remote_guard.web.access import Role, User
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.dsl_support import DslTenant, dsl_tenant
 
+pytestmark = pytest.mark.database
+
 FEDERATION = frozenset({"north", "south"})
 
 

@@ -19,6 +19,8 @@ from tests.web import test_access, test_access_dsl, test_access_slt, test_access
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.slt_tenant import SltTenant, slt_tenant
 
+pytestmark = pytest.mark.database
+
 __all__ = ["slt_tenant"]  # the module-scoped fixture, used by name
 
 # teacher (North), another school's teacher, SLT (North), DSL (both), deputy DSL (South), out.

@@ -14,6 +14,8 @@ from remote_guard.web.access import Role, User
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.slt_tenant import SltTenant, slt_tenant
 
+pytestmark = pytest.mark.database
+
 __all__ = ["slt_tenant"]  # the module-scoped fixture, used by name
 
 FEDERATION = frozenset({"north", "south"})

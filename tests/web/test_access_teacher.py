@@ -18,6 +18,8 @@ from remote_guard.web.access import Role, User
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.teacher_tenant import TeacherTenant, teacher_tenant
 
+pytestmark = pytest.mark.database
+
 __all__ = ["teacher_tenant"]  # the module-scoped fixture, used by name
 
 PEOPLE = ("t.oak", "t.ash", "t.elm", "head", "dsl", "deputy")

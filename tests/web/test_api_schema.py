@@ -21,6 +21,8 @@ from schemathesis.checks import not_a_server_error
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.dsl_support import DslTenant, dsl_tenant
 
+pytestmark = pytest.mark.database
+
 EXAMPLES = 25  # per operation and role: 26 operations x 3 roles x 25 takes about 15 s
 PEOPLE = ("t.oak", "head", "dsl")  # a teacher, SLT, the DSL
 

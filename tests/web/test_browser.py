@@ -9,7 +9,7 @@ import pytest
 
 from tests.web.conftest import DemoWeb, sign_in_as
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database]
 
 
 HOMES = {

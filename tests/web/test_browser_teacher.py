@@ -20,9 +20,10 @@ from remote_guard.fakegraph.harness import (
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.poll.service import run_poll
 from remote_guard.runtime import build_poller
+from tests import databases
 from tests.web.conftest import DemoWeb, sign_in_as
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.database]
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,11 @@ def polled_demo(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     tmp = tmp_path_factory.mktemp("teacher-demo")
     scenario = demo_scenario()
     clock = scenario_clock(scenario)
-    with FakeTenantServer(scenario, state_dir=tmp / "tenant", clock=clock) as server:
-        settings = settings_for(
-            server, scenario, database_url=f"sqlite:///{tmp / 'rg.db'}", clock=clock
-        )
+    with (
+        databases.fresh_database(tmp) as database_url,
+        FakeTenantServer(scenario, state_dir=tmp / "tenant", clock=clock) as server,
+    ):
+        settings = settings_for(server, scenario, database_url=database_url, clock=clock)
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)
         run_poll(poller)

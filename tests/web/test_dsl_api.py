@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.dsl_support import DslTenant, dsl_tenant
 
+pytestmark = pytest.mark.database
+
 
 @pytest.fixture(scope="module")
 def dsl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DslTenant]:

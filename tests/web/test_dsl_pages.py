@@ -15,6 +15,8 @@ from remote_guard.web import dsl_views
 from tests.web.conftest import HOSTILE_NAME, csrf_token, sign_in
 from tests.web.dsl_support import HOSTILE_SUBJECT, DslTenant, dsl_tenant
 
+pytestmark = pytest.mark.database
+
 
 @pytest.fixture(scope="module")
 def dsl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DslTenant]:

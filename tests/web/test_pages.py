@@ -6,10 +6,13 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from remote_guard.fakegraph.identity import sign_in_choices
 from tests.web.conftest import HOSTILE_NAME, PROBE_SECRET, WebTenant, sign_in
+
+pytestmark = pytest.mark.database
 
 
 def test_visitors_get_a_landing_page_with_a_sign_in_link(client: TestClient) -> None:

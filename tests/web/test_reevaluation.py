@@ -3,6 +3,7 @@ web app does after a register changes: the current registers, the stored snapsho
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from remote_guard.consent.models import ConsentRow
@@ -10,6 +11,8 @@ from remote_guard.poll.service import load_school_domains, reevaluate_sessions
 from remote_guard.store.db import transaction
 from remote_guard.web.evaluation import evaluation_poller
 from tests.web.teacher_tenant import TeacherTenant, teacher_tenant
+
+pytestmark = pytest.mark.database
 
 __all__ = ["teacher_tenant"]  # the module-scoped fixture, used by name
 

@@ -21,6 +21,8 @@ from tests.web.conftest import (
     sign_in,
 )
 
+pytestmark = pytest.mark.database
+
 
 def _set_cookie(response: object, name: str) -> SimpleCookie:
     headers = response.headers.get_list("set-cookie")  # type: ignore[attr-defined]

@@ -21,6 +21,8 @@ from remote_guard.web.auth import EntraSignIn, SignInError
 from remote_guard.web.security import PLAIN_COOKIE
 from tests.web.conftest import WebTenant, authorize_answer, build_web_tenant, federation, sign_in
 
+pytestmark = pytest.mark.database
+
 
 def _entries(tenant: WebTenant, action: str) -> list[AuditEntryRow]:
     with tenant.db() as db:

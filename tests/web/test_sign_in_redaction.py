@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from structlog.testing import capture_logs
@@ -13,6 +14,8 @@ from structlog.testing import capture_logs
 from remote_guard.audit.models import AuditEntryRow
 from remote_guard.logs import redact_secrets
 from tests.web.conftest import SECRET, WebTenant, authorize_answer
+
+pytestmark = pytest.mark.database
 
 
 def test_sign_in_leaks_nothing(client: TestClient, web_tenant: WebTenant) -> None:

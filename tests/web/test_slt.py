@@ -24,6 +24,8 @@ from remote_guard.store.db import transaction
 from tests.web.conftest import HOSTILE_NAME, csrf_token, sign_in
 from tests.web.slt_tenant import HOSTILE_NOTE, HOSTILE_SUBJECT, SltTenant, slt_tenant
 
+pytestmark = pytest.mark.database
+
 __all__ = ["slt_tenant"]  # the module-scoped fixture, used by name
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from remote_guard.consent.models import ConsentRow, RegistrationRow
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.teacher_tenant import HOSTILE_NOTE, TeacherTenant, teacher_tenant
+
+pytestmark = pytest.mark.database
 
 __all__ = ["teacher_tenant"]  # the module-scoped fixture, used by name
 

@@ -8,6 +8,7 @@ import html
 import re
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -23,6 +24,8 @@ from tests.web.teacher_tenant import (
     TeacherTenant,
     teacher_tenant,
 )
+
+pytestmark = pytest.mark.database
 
 __all__ = ["teacher_tenant"]  # the module-scoped fixture, used by name
 

@@ -11,11 +11,16 @@ No rule logic lives here.
 
 from __future__ import annotations
 
+import bisect
+import contextvars
 import hashlib
 import html
 import json
+import math
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +30,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import structlog
 
 from remote_guard.clock import Clock
+from remote_guard.collect.batched import BatchedReader, Read
+from remote_guard.collect.calendar_store import CalendarEntry
+from remote_guard.collect.calendar_sync import CalendarSync, sync_window
+from remote_guard.collect.lookups import InvitedGroup
+from remote_guard.collect.memory import CollectMemory, StoredSession, source_digest
 from remote_guard.collect.snapshot import (
     ChannelRef,
     ChatActivity,
@@ -38,8 +48,8 @@ from remote_guard.collect.snapshot import (
     SessionKind,
     SessionSnapshot,
 )
-from remote_guard.directory.service import Directory, group_users
-from remote_guard.graph.client import PREFER_UNKNOWN_ENUMS, GraphClient
+from remote_guard.directory.service import USER_SELECT, Directory, group_users
+from remote_guard.graph.client import PREFER_UNKNOWN_ENUMS, GraphClient, GraphReads
 from remote_guard.graph.errors import GraphError
 from remote_guard.graph.models import (
     AttendanceRecord,
@@ -65,6 +75,13 @@ from remote_guard.settings import Settings
 log = structlog.get_logger(__name__)
 
 PREFER = {"Prefer": PREFER_UNKNOWN_ENUMS}
+
+# Where a session was found: on a staff calendar, only in the call records, in a chat list.
+FoundIn = Literal["calendar", "call_records", "chats"]
+# Asked with a session's id, and where it was found, before the session is read from Graph:
+# True to read it, False to leave it (another poller process has it, or should: see
+# remote_guard.leases). May raise to stop the run.
+SessionClaim = Callable[[str, FoundIn], bool]
 
 # Meeting links of providers other than the school's Teams, found in an invitation's body or
 # location: video services, Teams free on personal accounts (teams.live.com), consumer Skype,
@@ -96,6 +113,13 @@ TEAMS_JOIN = re.compile(r"^https://teams\.microsoft\.com/l/meetup-join/", re.IGN
 DIRECT_CHAT_TYPES = frozenset({"oneOnOne", "group"})
 # Graph's documented known issue: `$expand=members` on a chat list returns at most 25 members.
 EXPANDED_MEMBERS_CAP = 25
+# How long a frugal poller keeps the list of teams and channels (Teams resources: Microsoft
+# asks apps not to poll them more than once a day).
+CHANNELS_KEPT = timedelta(days=1)
+_CHAT_LIST_PARAMS = {"$expand": "members", "$top": "50"}
+# Newest first by creation time (Graph's documented ordering), so paging can stop at the first
+# message older than the window.
+_DIRECT_CHAT_MESSAGE_PARAMS = {"$top": "50", "$orderby": "createdDateTime desc"}
 
 
 # Joiners without a school account whose e-mail address, when Graph gives one, is kept.
@@ -134,6 +158,9 @@ def _reading() -> Iterator[None]:
 class Collected:
     snapshot: SessionSnapshot
     final: bool  # everything that appears after the session ended has been read
+    # What the snapshot was built from (see collect.memory); stored with it, so the next poll
+    # can tell whether the session changed. None: read the session again at the next poll.
+    source_digest: str | None = None
 
 
 @dataclass
@@ -149,6 +176,23 @@ class _Found:
     invitee_ids: set[str] = field(default_factory=set)
     invitee_emails: set[str] = field(default_factory=set)
     invitee_groups: dict[str, str] = field(default_factory=dict)  # group address -> group id
+    # Invited addresses that are nobody in the directory: groups are looked up (and their
+    # members added) only when the session is read, not for every event on every calendar.
+    unknown_addresses: list[str] = field(default_factory=list)
+    # Every calendar copy: (mailbox, event id, digest of what the collector reads of it).
+    copies: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What fetching ahead knows of a Teams meeting about to be read."""
+
+    session_id: str
+    join_url: str
+    lookup_user: str  # whose onlineMeetings to search by join URL
+    organizer: Person | None
+    ended: bool
+    records: list[CallRecord]
 
 
 @dataclass(frozen=True)
@@ -159,6 +203,19 @@ class _Occurrence:
     session_id: str
     start: datetime
     end: datetime
+
+
+@dataclass(frozen=True)
+class StoredOccurrence:
+    """A session already stored for a meeting link at a time: one occurrence of a recurring
+    meeting (or a call on its link), with when it was scheduled (or ran). A call on that link at
+    that time is that session's, even once the occurrence is gone from the calendars."""
+
+    session_id: str
+    join_url: str
+    start: datetime
+    end: datetime
+    call_record_ids: frozenset[str] = frozenset()  # the call records it was read with
 
 
 @dataclass(frozen=True)
@@ -218,12 +275,27 @@ def _widen(occurrence: _Occurrence, records: list[CallRecord]) -> _Occurrence:
     )
 
 
-@dataclass(frozen=True)
-class _InvitedGroup:
-    """A group an invitation was addressed to, with the users in it."""
-
-    id: str
-    members: tuple[Person, ...]
+def _gone_occurrences(
+    stored: Collection[StoredOccurrence],
+    found: Collection[str],
+    window_start: datetime,
+    window_end: datetime,
+) -> dict[str, list[_Occurrence]]:
+    """The stored occurrences in the window that no calendar has now (deleted after they ran,
+    say), by normalised join URL. A meeting named by its link alone is not an occurrence."""
+    gone: dict[str, list[_Occurrence]] = {}
+    for item in stored:
+        if (
+            item.session_id in found
+            or item.session_id == session_id_for_join_url(item.join_url)
+            or item.start > window_end
+            or item.end < window_start
+        ):
+            continue
+        gone.setdefault(normalise_join_url(item.join_url), []).append(
+            _Occurrence(session_id=item.session_id, start=item.start, end=item.end)
+        )
+    return gone
 
 
 def normalise_join_url(url: str) -> str:
@@ -329,8 +401,147 @@ def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# --- the reads of a session, built in one place for reading them and for fetching them ahead ---
+
+
+_HOUR = timedelta(hours=1)
+# The slices of a first listing, when nothing is known yet of where the calls are.
+FIRST_SLICE = timedelta(hours=6)
+
+
+def call_record_slices(
+    start: datetime, end: datetime, known_starts: list[datetime] | None, *, per_slice: int
+) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into slices to list call records by, each expected to fit in one
+    page: whole hours, merged where the last listing (``known_starts``, sorted) found fewer
+    than ``per_slice`` records (leave room on the page for records new since) and split where
+    it found more. With no listing to go by (None), slices of :data:`FIRST_SLICE`."""
+    if end <= start:
+        return []
+    step = FIRST_SLICE if known_starts is None else _HOUR
+    hours: list[tuple[datetime, datetime]] = []
+    edge = start.replace(minute=0, second=0, microsecond=0)
+    while edge < end:
+        hours.append((max(start, edge), min(end, edge + step)))
+        edge += step
+    if known_starts is None:
+        return hours
+    slices: list[tuple[datetime, datetime]] = []
+    open_start, open_count = start, 0
+    for low, high in hours:
+        count = bisect.bisect_left(known_starts, high) - bisect.bisect_left(known_starts, low)
+        if count > per_slice:
+            if open_start < low:
+                slices.append((open_start, low))
+            parts = math.ceil(count / per_slice)
+            step = timedelta(seconds=math.ceil((high - low).total_seconds() / parts))
+            edge = low
+            while edge < high:
+                slices.append((edge, min(high, edge + step)))
+                edge += step
+            open_start, open_count = high, 0
+        elif open_count + count > per_slice:
+            slices.append((open_start, low))
+            open_start, open_count = low, count
+        else:
+            open_count += count
+    if open_start < end:
+        slices.append((open_start, end))
+    return slices
+
+
+def _changed(known: StoredSession | None, digest: str | None) -> bool:
+    """Whether a session must be read again because of what it was built from: never read,
+    read without a digest (by a poll without memory), or built from something else."""
+    return (
+        known is None
+        or not known.has_snapshot
+        or known.source_digest is None
+        or digest is None
+        or known.source_digest != digest
+    )
+
+
+def _version(record: CallRecord) -> str:
+    """What changes when Graph updates a call record."""
+    return f"{record.version}|{record.last_modified_date_time}|{record.end_date_time}"
+
+
+def _organizer_address(event: Event) -> str | None:
+    if event.organizer is None or event.organizer.email_address is None:
+        return None
+    return event.organizer.email_address.address
+
+
+def _online_meeting_read(user_id: str, join_url: str) -> Read:
+    return Read(
+        f"/users/{user_id}/onlineMeetings",
+        {"$filter": f"JoinWebUrl eq {_graph_literal(join_url)}"},
+        PREFER,
+    )
+
+
+def _group_read(address: str) -> Read:
+    return Read(
+        "/groups",
+        {"$filter": f"mail eq {_graph_literal(address)}", "$select": "id,displayName,mail"},
+    )
+
+
+def _participants_read(record_id: str) -> Read:
+    return Read(f"/communications/callRecords/{record_id}/participants_v2", all_pages=True)
+
+
+def _call_sessions_read(record_id: str) -> Read:
+    return Read(
+        f"/communications/callRecords/{record_id}", {"$expand": "sessions($expand=segments)"}
+    )
+
+
+def _call_records_read(start: datetime, end: datetime, page_size: int) -> Read:
+    return Read(
+        "/communications/callRecords",
+        {"$filter": f"startDateTime ge {_iso(start)} and startDateTime lt {_iso(end)}"},
+        {"Prefer": f"odata.maxpagesize={page_size}"},
+        all_pages=True,
+    )
+
+
+def _chat_read(
+    channel: ChannelRef | None, meeting: OnlineMeeting | None, scope: _Scope | None
+) -> Read | str:
+    """The read of a meeting's chat (a channel meeting's: the replies to its post), or why it
+    cannot be read."""
+    if meeting is None or meeting.chat_info is None or not meeting.chat_info.thread_id:
+        return "the meeting's chat could not be identified"
+    params = {"$top": "50"}
+    if channel is not None:
+        message_id = meeting.chat_info.message_id
+        if not (channel.team_id and channel.channel_id and message_id and message_id != "0"):
+            return "the channel meeting's team or post is not known"
+        path = (
+            f"/teams/{channel.team_id}/channels/{channel.channel_id}/messages/{message_id}/replies"
+        )
+        return Read(path, params, PREFER)
+    if scope is not None:
+        # A series' chat only grows: newest first by creation time.
+        params["$orderby"] = "createdDateTime desc"
+    return Read(f"/chats/{meeting.chat_info.thread_id}/messages", params, PREFER)
+
+
 class Collector:
-    """Reads sessions for one tenant. ``errors`` lists what went wrong during ``collect``."""
+    """Reads sessions for one tenant. ``errors`` lists what went wrong during ``collect``;
+    ``unchanged`` the sessions left as stored because nothing they were built from changed.
+
+    With ``memory`` (frugal polling, see ``collect/memory.py``), calendars are read with change
+    tracking, reads go out in ``$batch`` envelopes several at a time, and a session is read from
+    Graph again only when it changed or still has data to come. Without it, every calendar is
+    read in full and every session found is read, one request at a time.
+
+    ``frugal=False`` is the naive reading a benchmark compares against: no memory, and each
+    meeting's call records fetched one by one rather than taken from the listing. It finds
+    the same sessions and builds the same snapshots, with many more requests.
+    """
 
     def __init__(
         self,
@@ -340,8 +551,26 @@ class Collector:
         directory: Directory,
         clock: Clock,
         keep_pupil_only_meetings: bool = False,
+        memory: CollectMemory | None = None,
+        frugal: bool = True,
+        mailboxes: Callable[[str], bool] | None = None,
+        claim: SessionClaim | None = None,
+        stored_occurrences: Collection[StoredOccurrence] = (),
     ) -> None:
-        self._graph = graph
+        if memory is not None and not frugal:
+            raise ValueError("the naive reading keeps no memory between polls")
+        # Which staff members' calendars and chats this run reads (None: everyone's), and who
+        # must agree before a session is read: how several poller processes share a tenant.
+        self._mailboxes = mailboxes
+        self._claim = claim
+        # Occurrences of recurring meetings stored by earlier polls (see _unmatched_calls).
+        self._stored_occurrences = tuple(stored_occurrences)
+        self._client = graph
+        # Where reads go: the client, or during a frugal run a reader serving batched answers.
+        self._graph: GraphReads = graph
+        self._memory = memory
+        self._frugal = frugal
+        self.unchanged: list[str] = []
         # Meetings with only pupils in them are kept only when a rule of the policy is about them
         # (pupils_without_staff); otherwise pupils' calls among themselves are not kept.
         self._keep_pupil_only_meetings = keep_pupil_only_meetings
@@ -352,7 +581,7 @@ class Collector:
         self._channels_error: str | None = None  # why the teams could not be listed
         # Read at most once per collector run: groups by invited address (None: no such group,
         # or unreadable), team members by team id (None: unreadable, reason alongside).
-        self._groups: dict[str, _InvitedGroup | None] = {}
+        self._groups: dict[str, InvitedGroup | None] = {}
         self._group_people: dict[str, Person] = {}
         self._team_members: dict[str, tuple[Person, ...] | None] = {}
         self._team_member_errors: dict[str, str] = {}
@@ -367,6 +596,42 @@ class Collector:
         self._invitation_failures: dict[str, list[str]] = {}
         # Whether this run listed every staff member's chats (None: chats were not read).
         self.chat_scan_complete: bool | None = None
+        # When the channel list was read (kept between polls with memory), and whether this run
+        # read it.
+        self._channels_read_at: datetime | None = None
+        self._channels_read_this_run = False
+        if memory is not None:
+            lookups = memory.lookups
+            kept_at = lookups.channels_read_at
+            if lookups.channels is not None and kept_at is not None:
+                # Teams resources: read again once a day whether or not anything is missing.
+                fresh = self._clock() - kept_at < CHANNELS_KEPT
+                self._channels = dict(lookups.channels) if fresh else None
+                self._channels_read_at = kept_at if fresh else None
+            self._groups = dict(lookups.groups)
+            self._team_members = dict(lookups.team_members)
+            for group in self._groups.values():
+                for member in group.members if group is not None else ():
+                    self._group_people.setdefault(member.id, member)
+        # Sessions to read whatever the store says (collect_sessions), and nothing else.
+        self._only: frozenset[str] | None = None
+
+    def _remember_lookups(self) -> None:
+        """Keep what this run looked up successfully for the next poll (see collect.lookups)."""
+        if self._memory is None:
+            return
+        lookups = self._memory.lookups
+        if self._channels is not None and self._channels_error is None:
+            lookups.channels = dict(self._channels)
+            lookups.channels_read_at = self._channels_read_at
+        lookups.groups = {
+            address: group
+            for address, group in self._groups.items()
+            if address not in self._group_failures
+        }
+        lookups.team_members = {
+            team: members for team, members in self._team_members.items() if members is not None
+        }
 
     # --- discovery ----------------------------------------------------------------------------
 
@@ -386,16 +651,56 @@ class Collector:
         The occurrences of a recurring Teams meeting share one join URL: each is its own session,
         and the call records, attendance reports, chat messages and recordings of the series are
         shared out among them by time (:class:`_Scope`).
+
+        With memory, sessions whose sources did not change are not read (their ids end up in
+        :attr:`unchanged` once the iterator is exhausted).
         """
-        for collected in self._collect(
-            window_start=window_start,
-            window_end=window_end,
-            skip=skip,
-            chats_since=chats_since,
-            read_chats=read_chats,
-        ):
-            self._note_unread_directory(collected)
-            yield collected
+        pool = (
+            ThreadPoolExecutor(
+                max_workers=self._settings.poll.max_concurrent_requests,
+                thread_name_prefix="graph",
+            )
+            if self._memory is not None
+            else None
+        )
+        if pool is not None:
+            self._graph = BatchedReader(self._client, pool=pool)
+        try:
+            for collected in self._collect(
+                window_start=window_start,
+                window_end=window_end,
+                skip=skip,
+                chats_since=chats_since,
+                read_chats=read_chats,
+            ):
+                self._note_unread_directory(collected)
+                yield collected
+        finally:
+            self._remember_lookups()
+            self._graph = self._client
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def collect_sessions(
+        self,
+        session_ids: Collection[str],
+        *,
+        window_start: datetime,
+        window_end: datetime,
+    ) -> Iterator[Collected]:
+        """Read ``session_ids`` now, whether or not they changed (a change notification said
+        they did, say), and yield a snapshot for each one found in the window; nothing else is
+        read but the calendars (one delta round each, with memory) and the call records.
+
+        A session not found (deleted, or outside the window) yields nothing.
+        """
+        self._only = frozenset(session_ids)
+        try:
+            yield from self.collect(
+                window_start=window_start, window_end=window_end, skip=set(), read_chats=False
+            )
+        finally:
+            self._only = None
 
     def _note_unread_directory(self, collected: Collected) -> None:
         """Mark a session whose people could not all be identified as missing directory data.
@@ -430,9 +735,10 @@ class Collector:
         chats_since: datetime | None,
         read_chats: bool,
     ) -> Iterator[Collected]:
+        listing = self._list_call_records(window_start, min(self._clock(), window_end))
         found = self._discover(window_start, window_end)
         records = sorted(
-            self._call_records(window_start, min(self._clock(), window_end)),
+            listing(),
             key=lambda r: (r.start_date_time is None, r.start_date_time or window_start, r.id),
         )
         single: dict[str, str] = {}  # join URL -> session of a meeting that is not a series
@@ -450,20 +756,32 @@ class Collector:
                 series.setdefault(key, []).append(
                     _Occurrence(session_id=session_id, start=start, end=end or start)
                 )
+        # Occurrences read by an earlier poll whose calendar entry is gone: a call at the time
+        # of one is still that session, not a second one (see _unmatched_calls).
+        gone = _gone_occurrences(self._stored_occurrences, found, window_start, window_end)
         related: dict[str, list[CallRecord]] = {}
+        placed: dict[str, _Occurrence] = {}  # call record id -> the gone occurrence it is of
         unmatched: list[CallRecord] = []
         for record in records:
             url = normalise_join_url(record.join_web_url) if record.join_web_url else None
             if url is not None and url in single:
                 related.setdefault(single[url], []).append(record)
                 continue
-            if url is not None and url in series and record.start_date_time is not None:
+            if (
+                url is not None
+                and (url in series or url in gone)
+                and record.start_date_time is not None
+            ):
                 occurrence = nearest_occurrence(
-                    series[url], record.start_date_time, record.end_date_time or self._clock()
+                    [*series.get(url, []), *gone.get(url, [])],
+                    record.start_date_time,
+                    record.end_date_time or self._clock(),
                 )
-                if occurrence is not None:
+                if occurrence is not None and occurrence.session_id in found:
                     related.setdefault(occurrence.session_id, []).append(record)
                     continue
+                if occurrence is not None:
+                    placed[record.id] = occurrence
             unmatched.append(record)
         # An occurrence runs from its scheduled start (or its call's, if earlier) to its end (or
         # its call's, if later); attendance reports, chat and recordings are matched to that.
@@ -472,34 +790,342 @@ class Collector:
             widened = tuple(_widen(o, related.get(o.session_id, [])) for o in occurrences)
             for occurrence in widened:
                 scopes[occurrence.session_id] = _Scope(occurrence.session_id, widened)
-        for session_id, item in sorted(found.items()):
-            if session_id in skip:
-                continue
-            yield self._resolve_event(
-                session_id, item, related.get(session_id, []), scopes.get(session_id)
-            )
-        yield from self._unmatched_calls(unmatched, series, skip)
+        yield from self._calendar_sessions(found, related, scopes, skip)
+        yield from self._unmatched_calls(unmatched, series, skip, gone=gone, placed=placed)
         if read_chats:
             yield from self._direct_chats(
                 chats_since or window_start, min(self._clock(), window_end), skip
             )
+
+    # --- which calendar sessions to read, and reading them --------------------------------------
+
+    def _calendar_sessions(
+        self,
+        found: dict[str, _Found],
+        related: dict[str, list[CallRecord]],
+        scopes: dict[str, _Scope],
+        skip: set[str],
+    ) -> Iterator[Collected]:
+        """Read the calendar sessions :meth:`_choose` picks, in session id order, with what
+        they will ask Graph for fetched ahead in batches (in a frugal run)."""
+        candidates = [
+            (session_id, item)
+            for session_id, item in sorted(found.items())
+            if session_id not in skip
+            and self._wanted(session_id)
+            and self._claimed(session_id, "calendar")
+        ]
+        digests = {
+            session_id: self._source_digest(
+                item, related.get(session_id, []), scopes.get(session_id)
+            )
+            for session_id, item in candidates
+        }
+        chosen = self._choose(candidates, digests)
+        self._prefetch_sessions([(sid, found[sid]) for sid in chosen], related, scopes)
+        for session_id in chosen:
+            records = related.get(session_id, [])
+            if not self._frugal:
+                records = self._fetch_each(records)
+            collected = self._resolve_event(
+                session_id, found[session_id], records, scopes.get(session_id)
+            )
+            collected.source_digest = digests[session_id]
+            yield collected
+
+    def _wanted(self, session_id: str) -> bool:
+        """Whether this run is to read ``session_id`` at all (collect_sessions names a few)."""
+        return self._only is None or session_id in self._only
+
+    def _claimed(self, session_id: str, found_in: FoundIn) -> bool:
+        """Whether this run may read ``session_id`` (asked before any read of it)."""
+        return self._claim is None or self._claim(session_id, found_in)
+
+    def _source_digest(
+        self, item: _Found, records: list[CallRecord], scope: _Scope | None
+    ) -> str | None:
+        """What a calendar session's snapshot is built from, as a digest: its calendar copies
+        (what the collector reads of each), the call records matched to it and, for an
+        occurrence of a series, the occurrences it is told apart from. None without memory."""
+        if self._memory is None:
+            return None
+        return source_digest(
+            [
+                "calendar-session/1",
+                sorted(item.copies),
+                sorted(
+                    [
+                        record.id,
+                        record.version,
+                        record.last_modified_date_time,
+                        record.start_date_time,
+                        record.end_date_time,
+                    ]
+                    for record in records
+                ),
+                [[o.session_id, o.start, o.end] for o in scope.occurrences] if scope else None,
+            ]
+        )
+
+    def _choose(
+        self, candidates: list[tuple[str, _Found]], digests: dict[str, str | None]
+    ) -> list[str]:
+        """The calendar sessions to read from Graph now, in session id order: the one place a
+        calendar session is picked for reading.
+
+        Without memory, or for :meth:`collect_sessions`, every candidate. With memory:
+
+        - a session never read, or whose sources changed (see :meth:`_source_digest`);
+        - an upcoming or live session whose last snapshot has gaps (tried again every poll);
+        - an ended session while its data settles (``data_settle_minutes``), and once more
+          after that (it is final when everything is in, and not a candidate again);
+        - a session nothing says has changed, every ``reread_every_hours``: an upcoming Teams
+          meeting (its options can change in Teams alone) and an ended one still incomplete
+          (its attendance or call record never came), the longest-waiting first, spread over
+          the polls.
+
+        The others stay as stored and are listed in :attr:`unchanged`.
+        """
+        if self._memory is None or self._only is not None:
+            return [session_id for session_id, _ in candidates]
+        stored = self._memory.stored_sessions([session_id for session_id, _ in candidates])
+        now = self._clock()
+        poll = self._settings.poll
+        every = timedelta(hours=poll.reread_every_hours)
+        settle = timedelta(minutes=poll.data_settle_minutes)
+        chosen: list[str] = []
+        due: list[tuple[datetime, str]] = []
+        quiet = 0  # sessions that are re-read every `every`
+        for session_id, item in candidates:
+            known = stored.get(session_id)
+            end = item.event.end_utc
+            if _changed(known, digests[session_id]) or end is None:
+                chosen.append(session_id)
+                continue
+            assert known is not None  # noqa: S101 - _changed is True without a stored session
+            if now < end:
+                join_url = self._join_url(item.event)
+                teams = bool(join_url and TEAMS_JOIN.match(join_url))
+                if known.has_gaps:
+                    chosen.append(session_id)
+                    continue
+                if not teams:
+                    self.unchanged.append(session_id)
+                    continue
+            elif now - end < settle or known.last_collected_at < end + settle:
+                chosen.append(session_id)
+                continue
+            quiet += 1
+            if now - known.last_collected_at >= every:
+                due.append((known.last_collected_at, session_id))
+            else:
+                self.unchanged.append(session_id)
+        # After a first poll every re-read falls due at once; reading twice one poll's share
+        # spreads them out, and each is still read within about twice reread_every_hours.
+        polls_per_period = max(1.0, every.total_seconds() / poll.interval_seconds)
+        budget = max(20, math.ceil(2 * quiet / polls_per_period))
+        due.sort()
+        chosen += [session_id for _, session_id in due[:budget]]
+        self.unchanged += [session_id for _, session_id in due[budget:]]
+        return sorted(chosen)
+
+    def _prefetch_sessions(
+        self,
+        sessions: list[tuple[str, _Found]],
+        related: dict[str, list[CallRecord]],
+        scopes: dict[str, _Scope],
+    ) -> None:
+        """Fetch ahead, in batches, what reading ``sessions`` will ask Graph for, in three
+        waves: what the calendar entries and call records lead to (meeting options, invited
+        groups, call participants); then what the meetings lead to once they have ended
+        (attendance reports, chat, recordings, transcripts; group members); then the attendance
+        records of the reports that belong to each session. Whatever is not fetched ahead is
+        read as usual when the session is read."""
+        if not isinstance(self._graph, BatchedReader) or not sessions:
+            return
+        reader = self._graph
+        plans, addresses = self._first_wave(reader, sessions, related)
+        reports = self._second_wave(reader, plans, addresses, scopes)
+        third: list[Read] = []
+        for base, scope in reports:
+            try:
+                for raw in reader.iter_items(base):
+                    report = parse(MeetingAttendanceReport, raw, what="attendance report")
+                    if report.id and (
+                        scope is None
+                        or scope.owns(report.meeting_start_date_time, report.meeting_end_date_time)
+                    ):
+                        third.append(Read(f"{base}/{report.id}/attendanceRecords", all_pages=True))
+            except (GraphError, PayloadError):
+                continue
+        reader.prefetch(third)
+
+    def _first_wave(
+        self,
+        reader: BatchedReader,
+        sessions: list[tuple[str, _Found]],
+        related: dict[str, list[CallRecord]],
+    ) -> tuple[list[_Plan], list[str]]:
+        """Fetch each Teams meeting's options, the participants of its call records and the
+        invited groups; the plan for the next wave, and the invited addresses looked up."""
+        now = self._clock()
+        addresses: set[str] = set()
+        plans: list[_Plan] = []
+        reads: list[Read] = []
+        for session_id, item in sessions:
+            addresses.update(a.strip().lower() for a in item.unknown_addresses)
+            join_url = self._join_url(item.event)
+            if not (join_url and TEAMS_JOIN.match(join_url)):
+                continue
+            organizer = self._directory.find_by_address(_organizer_address(item.event))
+            lookup_user = organizer.id if organizer is not None else item.mailbox_id
+            reads.append(_online_meeting_read(lookup_user, join_url))
+            end = item.event.end_utc
+            ended = end is not None and now >= end
+            records = related.get(session_id, []) if ended else []
+            reads.extend(
+                _participants_read(record.id)
+                for record in records
+                if record.id
+                and (not record.participants or record.participants_next_link)
+                and record.id not in self._participants
+            )
+            plans.append(_Plan(session_id, join_url, lookup_user, organizer, ended, records))
+        looked_up = sorted(addresses - set(self._groups))
+        reads.extend(_group_read(address) for address in looked_up)
+        reader.prefetch(reads)
+        return plans, looked_up
+
+    def _second_wave(
+        self,
+        reader: BatchedReader,
+        plans: list[_Plan],
+        addresses: list[str],
+        scopes: dict[str, _Scope],
+    ) -> list[tuple[str, _Scope | None]]:
+        """Fetch the invited groups' members and, for each meeting that has ended, its chat,
+        attendance reports, recordings and transcripts (or its calls' sessions, for a channel
+        meeting); the attendance report lists to look into, with each session's scope."""
+        reads: list[Read] = []
+        for address in addresses:
+            read = _group_read(address)
+            try:
+                values = _page_values(reader.get(read.path, params=read.params), "/groups")
+                group = parse(Group, values[0], what="group") if values else None
+            except (GraphError, PayloadError):
+                continue
+            if group is not None:
+                reads.append(
+                    Read(
+                        f"/groups/{group.id}/transitiveMembers",
+                        {"$select": USER_SELECT},
+                        all_pages=True,
+                    )
+                )
+        reports: list[tuple[str, _Scope | None]] = []
+        for plan in plans:
+            if not plan.ended:
+                continue
+            try:
+                meeting = self._online_meeting(plan.lookup_user, plan.join_url)
+            except _UnreadableError:
+                continue
+            if meeting is None:
+                continue
+            thread = channel_thread_of(plan.join_url)
+            channel = (self._channel(thread) or ChannelRef(thread_id=thread)) if thread else None
+            chat = _chat_read(channel, meeting, scopes.get(plan.session_id))
+            if isinstance(chat, Read):
+                reads.append(chat)
+            if channel is not None:
+                # No attendance reports for channel meetings: the calls' sessions say who was
+                # there when.
+                reads.extend(_call_sessions_read(r.id) for r in plan.records if r.id)
+            elif plan.organizer is not None and meeting.id:
+                base = f"/users/{plan.organizer.id}/onlineMeetings/{meeting.id}"
+                reads.extend(
+                    Read(f"{base}/{path}", all_pages=True)
+                    for path in ("attendanceReports", "recordings", "transcripts")
+                )
+                reports.append((f"{base}/attendanceReports", scopes.get(plan.session_id)))
+        reader.prefetch(reads)
+        return reports
+
+    def _ignored(self, records: list[CallRecord]) -> bool:
+        """Whether these call records were found, in an earlier poll, not to concern the code
+        of practice (no pupil, or pupils only), and have not changed since."""
+        if self._memory is None:
+            return False
+        known = self._memory.ignored_calls
+        return all(
+            record.id in known and known[record.id] == _version(record) for record in records
+        )
+
+    def _ignore(self, records: list[CallRecord]) -> None:
+        if self._memory is not None:
+            for record in records:
+                self._memory.ignored_calls[record.id] = _version(record)
+
+    def _prefetch_calls(self, records: list[CallRecord]) -> None:
+        """Fetch ahead the participants of calls found only in call records."""
+        if isinstance(self._graph, BatchedReader):
+            self._graph.prefetch(
+                _participants_read(record.id)
+                for record in records
+                if record.id
+                and (not record.participants or record.participants_next_link)
+                and record.id not in self._participants
+            )
+
+    def _fetch_each(self, records: list[CallRecord]) -> list[CallRecord]:
+        """The naive reading: each of a meeting's call records fetched on its own instead of
+        taken from the listing (the listing's copy is kept if the fetch fails)."""
+        fetched: list[CallRecord] = []
+        for record in records:
+            try:
+                with _reading():
+                    body = self._graph.get(f"/communications/callRecords/{record.id}")
+                    fetched.append(parse(CallRecord, body, what="call record"))
+            except _UnreadableError as exc:
+                self.errors.append(f"call record {record.id}: {exc}")
+                fetched.append(record)
+        return fetched
 
     def _unmatched_calls(
         self,
         records: list[CallRecord],
         series: dict[str, list[_Occurrence]],
         skip: set[str],
+        *,
+        gone: dict[str, list[_Occurrence]] | None = None,
+        placed: dict[str, _Occurrence] | None = None,
     ) -> Iterator[Collected]:
         """Sessions found only in call records: direct calls, ad-hoc ("Meet now") meetings, and a
         recurring meeting's link used when no occurrence was scheduled.
 
         The records of one ad-hoc meeting (one join URL) make one session; a call on a series'
         link away from every occurrence is a session of its own, named by the call's start.
+
+        A call ``placed`` at an occurrence stored by an earlier poll whose calendar entry is now
+        gone (deleted after it ran, say; ``gone`` has them by link) is that session: nothing is
+        read if the session was read in full with this call, otherwise it is read from the call
+        under the stored id. When this run reads only some staff members' calendars, the entry
+        may be on another's: such a session is left to the run that reads it. A call left, or
+        one a session read in full was not read with, is named as any other.
         """
+        gone = gone or {}
+        placed = placed or {}
+        read_with = {o.session_id: o.call_record_ids for o in self._stored_occurrences}
         sessions: dict[str, tuple[list[CallRecord], _Scope | None]] = {}
         for record in records:
             url = record.join_web_url
             key = normalise_join_url(url) if url else None
+            stored = placed.get(record.id)
+            if stored is not None and stored.session_id in skip:
+                if record.id in read_with.get(stored.session_id, frozenset()):
+                    # Read in full with this call while its calendar entry was there.
+                    continue
+                stored = None
             if url is None or key is None:
                 sessions[f"call_{record.id}"] = ([record], None)
             elif self._calendar_errors:
@@ -509,6 +1135,18 @@ class Collector:
                 self.errors.append(
                     f"call record {record.id}: left for the next poll, as its meeting may be on "
                     "a calendar that could not be read"
+                )
+            elif stored is not None and self._mailboxes is None:
+                group, _ = sessions.get(stored.session_id, ([], None))
+                group.append(record)
+                others = [
+                    o
+                    for o in (*series.get(key, []), *gone.get(key, []))
+                    if o.session_id != stored.session_id
+                ]
+                sessions[stored.session_id] = (
+                    group,
+                    _Scope(stored.session_id, (*others, _widen(stored, group))),
                 )
             elif key in series and record.start_date_time is not None:
                 session_id = session_id_for_join_url(url, record.start_date_time)
@@ -520,12 +1158,22 @@ class Collector:
                 sessions[session_id] = ([record], _Scope(session_id, (*series[key], own)))
             else:
                 sessions.setdefault(session_id_for_join_url(url), ([], None))[0].append(record)
-        for session_id, (group, scope) in sessions.items():
-            if session_id in skip:
-                continue
+        wanted = {
+            session_id: (group, scope)
+            for session_id, (group, scope) in sessions.items()
+            if session_id not in skip
+            and self._wanted(session_id)
+            and not self._ignored(group)
+            and self._claimed(session_id, "call_records")
+        }
+        self._prefetch_calls([record for group, _ in wanted.values() for record in group])
+        for session_id, (group, scope) in wanted.items():
+            errors = len(self.errors)
             collected = self._resolve_call(session_id, group, scope)
             if collected is not None:
                 yield collected
+            elif len(self.errors) == errors:
+                self._ignore(group)
 
     @staticmethod
     def _join_url(event: Event) -> str | None:
@@ -538,9 +1186,12 @@ class Collector:
             person.id
             for person in self._directory.people.values()
             if person.kind is PersonKind.STAFF
+            and (self._mailboxes is None or self._mailboxes(person.id))
         )
 
     def _discover(self, start: datetime, end: datetime) -> dict[str, _Found]:
+        if self._memory is not None:
+            return self._discover_by_delta(start, end)
         found: dict[str, _Found] = {}
         for mailbox_id in self._staff_ids():
             try:
@@ -562,7 +1213,60 @@ class Collector:
                 self._calendar_errors.append(f"calendar of {mailbox_id}: {exc.reason}")
         return found
 
-    def _add_event(self, found: dict[str, _Found], event: Event, mailbox_id: str) -> None:
+    def _discover_by_delta(self, start: datetime, end: datetime) -> dict[str, _Found]:
+        """Sessions on the staff calendars, from the stored events once one delta round per
+        mailbox has brought them up to date (see collect.calendar_sync). A mailbox whose round
+        failed keeps the events stored before; the calendar error is recorded all the same."""
+        assert self._memory is not None  # noqa: S101 - only called with memory
+        store = self._memory.calendars
+        mailboxes = self._staff_ids()
+        now = self._clock()
+        poll = self._settings.poll
+        syncs = store.syncs(mailboxes)
+        sync = CalendarSync(
+            graph=self._client,
+            store=store,
+            pool=self._graph.pool if isinstance(self._graph, BatchedReader) else None,
+            page_size=poll.page_size,
+            body_links=foreign_links,
+        )
+        report = sync.run(
+            mailboxes,
+            needed=(start, end),
+            fresh_window=sync_window(
+                now, lookback_hours=poll.lookback_hours, lookahead_days=poll.lookahead_days
+            ),
+            syncs=syncs,
+            now=now,
+        )
+        for mailbox_id, reason in sorted(report.errors.items()):
+            # A calendar we could not read may hide new sessions; the poll is partial.
+            self.errors.append(f"calendar of {mailbox_id}: {reason}")
+            self._calendar_errors.append(f"calendar of {mailbox_id}: {reason}")
+        if report.stale:
+            log.info("collect.calendars_resynced", mailboxes=len(report.stale))
+        found: dict[str, _Found] = {}
+        entries = store.events(mailboxes)
+        for mailbox_id in mailboxes:
+            for entry in entries.get(mailbox_id, []):
+                if not entry.overlaps(start, end):
+                    continue
+                try:
+                    event = entry.event
+                except PayloadError as exc:
+                    self.errors.append(f"calendar of {mailbox_id}: {exc}")
+                    self._calendar_errors.append(f"calendar of {mailbox_id}: {exc}")
+                    continue
+                self._add_event(found, event, mailbox_id, entry)
+        return found
+
+    def _add_event(
+        self,
+        found: dict[str, _Found],
+        event: Event,
+        mailbox_id: str,
+        entry: CalendarEntry | None = None,
+    ) -> None:
         join_url = self._join_url(event)
         foreign = bool(foreign_links(invitation_text(event)))
         if not (event.is_online_meeting or join_url or foreign):
@@ -590,14 +1294,21 @@ class Collector:
             # way for every occurrence, whoever else was invited.
             item.series_id = event.series_master_id
             item.series_from_organizer = True
+        item.copies.append((mailbox_id, event.id, entry.digest if entry is not None else ""))
         for attendee in event.attendees or []:
             address = attendee.email_address.address if attendee.email_address else None
             person = self._directory.find_by_address(address)
             if person is not None:
                 item.invitee_ids.add(person.id)
                 continue
-            if not address:
-                continue
+            if address:
+                item.unknown_addresses.append(address)
+
+    def _expand_invitations(self, session_id: str, item: _Found) -> None:
+        """Look up the groups behind the session's invited addresses that are nobody in the
+        directory (once per address per run, or kept from an earlier poll)."""
+        addresses, item.unknown_addresses = item.unknown_addresses, []
+        for address in addresses:
             group = self._invited_group(address)
             if group is None:
                 item.invitee_emails.add(address.lower())
@@ -613,7 +1324,7 @@ class Collector:
                 item.invitee_ids.add(member.id)
                 self._group_people.setdefault(member.id, member)
 
-    def _invited_group(self, address: str) -> _InvitedGroup | None:
+    def _invited_group(self, address: str) -> InvitedGroup | None:
         """The group whose mail address this is, with its users, looked up once per run.
 
         None when no group has the address (an outside address) or the lookup failed; a failure
@@ -622,23 +1333,18 @@ class Collector:
         key = address.strip().lower()
         if key in self._groups:
             return self._groups[key]
-        group: _InvitedGroup | None = None
+        group: InvitedGroup | None = None
         try:
             with _reading():
-                page = self._graph.get(
-                    "/groups",
-                    params={
-                        "$filter": f"mail eq {_graph_literal(key)}",
-                        "$select": "id,displayName,mail",
-                    },
-                )
+                read = _group_read(key)
+                page = self._graph.get(read.path, params=read.params)
                 values = _page_values(page, "/groups")
                 if values:
                     found = parse(Group, values[0], what="group")
                     members = tuple(
                         self._directory.member(obj) for obj in group_users(self._graph, found.id)
                     )
-                    group = _InvitedGroup(id=found.id, members=members)
+                    group = InvitedGroup(id=found.id, members=members)
         except _UnreadableError as exc:
             self.errors.append(f"invited address {key}: group lookup failed: {exc}")
             self._group_failures[key] = f"group lookup failed: {exc}"
@@ -655,6 +1361,7 @@ class Collector:
         scope: _Scope | None = None,
     ) -> Collected:
         now = self._clock()
+        self._expand_invitations(session_id, item)
         event = item.event
         join_url = self._join_url(event)
         start = event.start.to_utc() if event.start else None
@@ -786,19 +1493,20 @@ class Collector:
                 settled
                 or (
                     bool(records)
-                    and any(p.source == "attendance_report" for p in snapshot.presence)
+                    # A channel meeting has no attendance report: its call records are all.
+                    and (
+                        snapshot.channel is not None
+                        or any(p.source == "attendance_report" for p in snapshot.presence)
+                    )
                 )
             )
         )
         return Collected(snapshot=snapshot, final=complete)
 
     def _online_meeting(self, user_id: str, join_url: str) -> OnlineMeeting | None:
+        read = _online_meeting_read(user_id, join_url)
         with _reading():
-            page = self._graph.get(
-                f"/users/{user_id}/onlineMeetings",
-                params={"$filter": f"JoinWebUrl eq {_graph_literal(join_url)}"},
-                headers=PREFER,
-            )
+            page = self._graph.get(read.path, params=read.params, headers=read.headers)
             values = _page_values(page, "/users/{id}/onlineMeetings")
             if not values:
                 return None
@@ -1012,24 +1720,15 @@ class Collector:
     ) -> None:
         """The meeting chat's messages (who and when). A recurring meeting has one chat for the
         whole series: an occurrence keeps the messages posted during it (see :class:`_Scope`)."""
-        if meeting is None or meeting.chat_info is None or not meeting.chat_info.thread_id:
-            snapshot.missing[Missing.CHAT] = "the meeting's chat could not be identified"
+        source = _chat_read(snapshot.channel, meeting, scope)
+        if isinstance(source, str):
+            snapshot.missing[Missing.CHAT] = source
             return
-        if snapshot.channel is not None:
-            ref = snapshot.channel
-            message_id = meeting.chat_info.message_id
-            if not (ref.team_id and ref.channel_id and message_id and message_id != "0"):
-                snapshot.missing[Missing.CHAT] = "the channel meeting's team or post is not known"
-                return
-            path = f"/teams/{ref.team_id}/channels/{ref.channel_id}/messages/{message_id}/replies"
-        else:
-            path = f"/chats/{meeting.chat_info.thread_id}/messages"
-        params = {"$top": "50"}
+        path, params = source.path, source.params
         earliest: datetime | None = None
         if scope is not None and snapshot.channel is None:
             # A series' chat only grows: newest first by creation time (Graph's documented
             # ordering), so paging stops at the first message from before this occurrence.
-            params["$orderby"] = "createdDateTime desc"
             earliest = scope.window()[0]
         activity: list[ChatActivity] = []
         store_text = self._settings.privacy.store_chat_text
@@ -1163,26 +1862,74 @@ class Collector:
 
     # --- call records -------------------------------------------------------------------------
 
+    def _list_call_records(self, start: datetime, end: datetime) -> Callable[[], list[CallRecord]]:
+        """Start listing the call records that started in ``[start, end)``; the function
+        returned gives the list. In a frugal run the listing goes on in a thread of its own
+        while the calendars are brought up to date, its batches sharing the run's pool."""
+        if not isinstance(self._graph, BatchedReader):
+            return lambda: self._call_records(start, end)
+        outcome: list[list[CallRecord] | BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._call_records(start, end))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread below
+                outcome.append(exc)
+
+        # In a copy of this context, so its log lines carry the poll run's id.
+        context = contextvars.copy_context()
+        thread = threading.Thread(target=lambda: context.run(run), name="call-records", daemon=True)
+        thread.start()
+
+        def wait() -> list[CallRecord]:
+            thread.join()
+            result = outcome[0]
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+        return wait
+
     def _call_records(self, start: datetime, end: datetime) -> list[CallRecord]:
+        """The call records that started in ``[start, end)``, each once (a record served on two
+        pages is kept once). In a frugal run the window is listed in slices of about a page
+        each (:func:`call_record_slices`), all fetched at once in batches."""
         if end <= start:
             return []
-        records: list[CallRecord] = []
-        try:
-            for raw in self._graph.iter_items(
-                "/communications/callRecords",
-                params={
-                    "$filter": f"startDateTime ge {_iso(start)} and startDateTime lt {_iso(end)}"
-                },
-            ):
-                try:
-                    records.append(parse(CallRecord, raw, what="call record"))
-                except PayloadError as exc:
-                    self.errors.append(f"call records: {exc}")
-                    self._call_records_error = str(exc)
-        except GraphError as exc:
-            self.errors.append(f"call records: {exc.reason}")
-            self._call_records_error = exc.reason
-        return records
+        windows = [(start, end)]
+        page_size = self._settings.poll.page_size
+        if self._memory is not None and isinstance(self._graph, BatchedReader):
+            windows = call_record_slices(
+                start, end, self._memory.call_record_starts, per_slice=max(1, page_size * 2 // 3)
+            )
+            self._graph.prefetch(_call_records_read(low, high, page_size) for low, high in windows)
+        records: dict[str, CallRecord] = {}
+        for low, high in windows:
+            read = _call_records_read(low, high, page_size)
+            try:
+                for raw in self._graph.iter_items(
+                    read.path, params=read.params, headers=read.headers
+                ):
+                    try:
+                        record = parse(CallRecord, raw, what="call record")
+                    except PayloadError as exc:
+                        self.errors.append(f"call records: {exc}")
+                        self._call_records_error = str(exc)
+                        continue
+                    records.setdefault(record.id, record)
+            except GraphError as exc:
+                self.errors.append(f"call records: {exc.reason}")
+                self._call_records_error = exc.reason
+        if self._memory is not None and self._call_records_error is None:
+            self._memory.call_record_starts = sorted(
+                r.start_date_time for r in records.values() if r.start_date_time is not None
+            )
+            self._memory.ignored_calls = {
+                record_id: version
+                for record_id, version in self._memory.ignored_calls.items()
+                if record_id in records
+            }
+        return list(records.values())
 
     def _resolve_call(
         self, session_id: str, records: list[CallRecord], scope: _Scope | None = None
@@ -1278,28 +2025,58 @@ class Collector:
         return person
 
     def _channel(self, thread_id: str) -> ChannelRef | None:
-        """The team and channel of a channel thread, from a list read once per collector."""
-        if self._channels is None:
-            self._channels = {}
-            try:
-                for raw_team in self._graph.iter_items("/teams"):
-                    team = parse(Team, raw_team, what="team")
-                    if not team.id:
-                        continue
-                    for raw_channel in self._graph.iter_items(f"/teams/{team.id}/channels"):
-                        channel = parse(Channel, raw_channel, what="channel")
-                        if channel.id:
-                            self._channels[channel.id.lower()] = ChannelRef(
-                                thread_id=channel.id,
-                                team_id=team.id,
-                                channel_id=channel.id,
-                                team_name=team.display_name,
-                                channel_name=channel.display_name,
-                            )
-            except (GraphError, PayloadError) as exc:
-                self.errors.append(f"teams and channels: {exc}")
-                self._channels_error = str(exc)
-        return self._channels.get(thread_id.lower())
+        """The team and channel of a channel thread, from the list of the school's teams and
+        channels: read once per run without memory. With memory the list is kept between polls
+        (see collect.lookups) and read again once a day, or sooner when a thread is in none of
+        its channels and it is ``directory_refresh_minutes`` old (a channel made since)."""
+        key = thread_id.lower()
+        if self._channels is not None and key in self._channels:
+            return self._channels[key]
+        if self._channels is None or self._channels_due():
+            self._read_channels()
+        return (self._channels or {}).get(key)
+
+    def _channels_due(self) -> bool:
+        """Whether a kept channel list should be read again for a thread it does not hold."""
+        if self._channels_read_this_run or self._channels_read_at is None:
+            return False
+        age = self._clock() - self._channels_read_at
+        return age >= timedelta(minutes=self._settings.poll.directory_refresh_minutes)
+
+    def _read_channels(self) -> None:
+        """List the teams and each one's channels (fetched together in a frugal run). What
+        could be read is kept for this run; a failure is recorded in ``errors``."""
+        channels: dict[str, ChannelRef] = {}
+        self._channels_error = None
+        try:
+            teams = [
+                team
+                for team in (
+                    parse(Team, raw, what="team") for raw in self._graph.iter_items("/teams")
+                )
+                if team.id
+            ]
+            if isinstance(self._graph, BatchedReader):
+                self._graph.prefetch(
+                    Read(f"/teams/{team.id}/channels", all_pages=True) for team in teams
+                )
+            for team in teams:
+                for raw_channel in self._graph.iter_items(f"/teams/{team.id}/channels"):
+                    channel = parse(Channel, raw_channel, what="channel")
+                    if channel.id:
+                        channels[channel.id.lower()] = ChannelRef(
+                            thread_id=channel.id,
+                            team_id=team.id,
+                            channel_id=channel.id,
+                            team_name=team.display_name,
+                            channel_name=channel.display_name,
+                        )
+        except (GraphError, PayloadError) as exc:
+            self.errors.append(f"teams and channels: {exc}")
+            self._channels_error = str(exc)
+        self._channels = channels
+        self._channels_read_at = self._clock()
+        self._channels_read_this_run = True
 
     def _channel_members(self, snapshot: SessionSnapshot, ref: ChannelRef) -> None:
         """Fill the channel's ``member_ids`` with its team's members, read once per team.
@@ -1361,11 +2138,16 @@ class Collector:
             return
         chats: dict[str, tuple[Chat, str]] = {}
         complete = True
-        for mailbox_id in self._staff_ids():
+        mailboxes = self._staff_ids()
+        if isinstance(self._graph, BatchedReader):
+            self._graph.prefetch(
+                Read(f"/users/{mailbox_id}/chats", _CHAT_LIST_PARAMS, all_pages=True)
+                for mailbox_id in mailboxes
+            )
+        for mailbox_id in mailboxes:
             try:
                 for raw in self._graph.iter_items(
-                    f"/users/{mailbox_id}/chats",
-                    params={"$expand": "members", "$top": "50"},
+                    f"/users/{mailbox_id}/chats", params=_CHAT_LIST_PARAMS
                 ):
                     try:
                         chat = parse(Chat, raw, what="chat")
@@ -1381,13 +2163,31 @@ class Collector:
                 self.errors.append(f"chats of {mailbox_id}: {exc.reason}")
                 complete = False
         self.chat_scan_complete = complete
+        if isinstance(self._graph, BatchedReader):
+            # The first page of messages of each chat its listed members show is between staff
+            # and pupils (the others are read as before, once their full member list is in).
+            self._graph.prefetch(
+                Read(f"/chats/{chat_id}/messages", _DIRECT_CHAT_MESSAGE_PARAMS, PREFER)
+                for chat_id, (chat, _) in sorted(chats.items())
+                if session_id_for_chat(chat_id) not in skip
+                and self._staff_and_pupil(chat)
+                and self._claimed(session_id_for_chat(chat_id), "chats")
+            )
         for chat_id, (chat, mailbox_id) in sorted(chats.items()):
             session_id = session_id_for_chat(chat_id)
-            if session_id in skip:
+            if session_id in skip or not self._claimed(session_id, "chats"):
                 continue
             collected = self._resolve_chat(session_id, chat, mailbox_id, start, end)
             if collected is not None:
                 yield collected
+
+    def _staff_and_pupil(self, chat: Chat) -> bool:
+        """Whether a chat's listed members (when Graph listed them all) include staff and a
+        pupil."""
+        if chat.members is None or len(chat.members) >= EXPANDED_MEMBERS_CAP:
+            return False
+        kinds = {self._directory.chat_member(member).kind for member in chat.members}
+        return PersonKind.STAFF in kinds and PersonKind.PUPIL in kinds
 
     def _chat_members(self, chat: Chat) -> tuple[list[ConversationMember], str | None]:
         """The chat's members and, if only a partial list could be had, why.
@@ -1442,9 +2242,7 @@ class Collector:
                 # Newest first by creation time (Graph's documented ordering), so paging stops at
                 # the first message older than the window.
                 for raw in self._graph.iter_items(
-                    path,
-                    params={"$top": "50", "$orderby": "createdDateTime desc"},
-                    headers=PREFER,
+                    path, params=_DIRECT_CHAT_MESSAGE_PARAMS, headers=PREFER
                 ):
                     message = parse(ChatMessage, raw, what="chat message")
                     created = message.created_date_time

@@ -1,14 +1,19 @@
 """Who is who: staff, pupils, SLT and DSLs from the configured Entra groups, and how to classify
-anyone else who turns up in a session (guest, anonymous, another tenant, phone, app)."""
+anyone else who turns up in a session (guest, anonymous, another tenant, phone, app).
+
+The groups are read at most every ``[poll] directory_refresh_minutes`` (:class:`DirectoryCache`);
+in between, each poll works on a copy that keeps the users looked up before.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 import structlog
 
 from remote_guard.collect.snapshot import Person, PersonKind, Role
-from remote_guard.graph.client import GraphClient
+from remote_guard.graph.client import GraphClient, GraphReads
 from remote_guard.graph.errors import GraphError, GraphNotFoundError
 from remote_guard.graph.models import (
     ConversationMember,
@@ -22,7 +27,8 @@ from remote_guard.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-_SELECT = "id,displayName,userPrincipalName,mail,userType"
+# The user properties read wherever a user is classified.
+USER_SELECT = "id,displayName,userPrincipalName,mail,userType"
 
 
 @dataclass
@@ -73,14 +79,25 @@ class Directory:
             tenant_id=tenant_id or self.tenant_id,
         )
 
-    def resolve(self, graph: GraphClient, person: Person) -> Person:
+    def for_cycle(self) -> Directory:
+        """A copy for the next poll: the same people, and the users looked up so far except
+        those whose lookup failed (tried again)."""
+        failed = set(self.lookup_failures)
+        return replace(
+            self,
+            looked_up={pid: p for pid, p in self.looked_up.items() if pid not in failed},
+            looked_up_found=set(self.looked_up_found),
+            lookup_failures={},
+        )
+
+    def resolve(self, graph: GraphReads, person: Person) -> Person:
         """Look up a school-tenant user who is in none of the configured groups (at most once),
         to tell a guest account from an unlisted member."""
         if person.kind is not PersonKind.UNKNOWN or person.id in self.looked_up:
             return self.looked_up.get(person.id, person)
         resolved = person
         try:
-            body = graph.get(f"/users/{person.id}", params={"$select": _SELECT})
+            body = graph.get(f"/users/{person.id}", params={"$select": USER_SELECT})
             user = parse(User, body, what="user")
         except GraphNotFoundError:
             resolved = person
@@ -190,7 +207,7 @@ _MEMBER_KINDS = {
 }
 
 
-def group_users(graph: GraphClient, group_id: str) -> list[DirectoryObject]:
+def group_users(graph: GraphReads, group_id: str) -> list[DirectoryObject]:
     """The users in a group, directly or through nested groups (``transitiveMembers``).
 
     Raises:
@@ -198,7 +215,7 @@ def group_users(graph: GraphClient, group_id: str) -> list[DirectoryObject]:
     """
     users: list[DirectoryObject] = []
     for item in graph.iter_items(
-        f"/groups/{group_id}/transitiveMembers", params={"$select": _SELECT}
+        f"/groups/{group_id}/transitiveMembers", params={"$select": USER_SELECT}
     ):
         try:
             obj = parse(DirectoryObject, item, what="group member")
@@ -276,3 +293,38 @@ def load_directory(graph: GraphClient, settings: Settings) -> Directory:
             if address:
                 directory.by_address[address.lower()] = user_id
     return directory
+
+
+class DirectoryCache:
+    """The directory, read again once it is ``refresh`` old (or the clock went back); each
+    :meth:`current` call gives the poll its own copy (:meth:`Directory.for_cycle`).
+
+    ``refresh`` of zero reads the groups every time, as every poll once did.
+    """
+
+    def __init__(self, refresh: timedelta) -> None:
+        self._refresh = refresh
+        self._latest: Directory | None = None
+        self.loaded_at: datetime | None = None
+
+    def current(self, graph: GraphClient, settings: Settings, now: datetime) -> Directory:
+        """The directory for a poll starting ``now``.
+
+        Raises:
+            GraphError: the groups had to be read again and could not be (the copy read before
+                is kept for the next try, but not used: a poll must not run on a directory it
+                was due to refresh and could not).
+        """
+        stale = (
+            self._latest is None
+            or self.loaded_at is None
+            or now < self.loaded_at
+            or now - self.loaded_at >= self._refresh
+        )
+        if stale:
+            self._latest = load_directory(graph, settings)
+            self.loaded_at = now
+        else:
+            assert self._latest is not None  # noqa: S101 - narrowed by `stale`
+            self._latest = self._latest.for_cycle()
+        return self._latest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -141,7 +142,7 @@ def page_size(request: GraphRequest, state: TenantState, max_top: int) -> int:
 def paged(
     request: GraphRequest,
     state: TenantState,
-    items: list[Any],
+    items: list[Any] | Callable[[], list[Any]],
     *,
     context: str,
     max_top: int,
@@ -149,7 +150,8 @@ def paged(
     """One page of ``items`` with an opaque ``$skiptoken`` nextLink when more remain.
 
     The collection is frozen at the first page; each nextLink names an immutable cursor, so a
-    retried page (after a 429) returns the same items.
+    retried page (after a 429) returns the same items. ``items`` may be a function making the
+    list, so later pages of a large collection do not build it again only to ignore it.
 
     Raises:
         GraphError: 400, the skip token is unknown.
@@ -160,7 +162,11 @@ def paged(
         if cursor is None:
             raise GraphError(400, "BadRequest", "The skip token is not valid.")
     else:
-        cursor = PageCursor(items=items, offset=0, page_size=page_size(request, state, max_top))
+        cursor = PageCursor(
+            items=items() if callable(items) else items,
+            offset=0,
+            page_size=page_size(request, state, max_top),
+        )
     end = cursor.offset + cursor.page_size
     body: dict[str, Any] = {
         "@odata.context": odata_context(request, context),

@@ -9,6 +9,7 @@ from remote_guard.fakegraph.faults import ChaosMiddleware
 from remote_guard.fakegraph.graph_v1 import GraphService, graph_router
 from remote_guard.fakegraph.identity import identity_router
 from remote_guard.fakegraph.tenant import TenantState
+from remote_guard.fakegraph.throttling import ThrottleMiddleware
 
 
 class RequestLog:
@@ -61,5 +62,8 @@ def create_app(state: TenantState) -> FastAPI:
     app.include_router(identity_router(state))
     # Inside the request log, so injected faults are logged with the status the client saw.
     app.add_middleware(ChaosMiddleware, state=state)
+    # Outlook's concurrency limit and the time a $batch's items take; inside the request log,
+    # so a refusal is logged with its 429.
+    app.add_middleware(ThrottleMiddleware, state=state)
     app.add_middleware(RequestLog, state=state)
     return app

@@ -249,11 +249,18 @@ class GraphService:
             # Imported here because batch.py calls back into this module's GraphService.
             from remote_guard.fakegraph.batch import execute_batch
 
+            # The envelope carries the token its items run with: a bad one fails it whole.
+            self._authenticate(request)
             return execute_batch(self, request)
         grant = self._authenticate(request)
         fault = self.state.fault_plan.random_fault()
         if fault is not None:
             raise fault_error(fault)
+        throttled = self.state.throttling.check(
+            request.method, request.segments, request.params, in_batch=request.in_batch
+        )
+        if throttled is not None:
+            raise throttled
         segments = request.segments
         if segments and segments[0].lower() == "me":
             raise GraphError(
@@ -473,25 +480,29 @@ def _members(ctx: Context, *, transitive: bool, cast: str | None) -> GraphRespon
     group = _group(ctx)
     allowed = frozenset(_render.USER_PROPERTIES) | frozenset(_render.GROUP_PROPERTIES)
     selected = parse_select(request, allowed, "microsoft.graph.directoryObject")
-    members = state.transitive_members(group.id) if transitive else list(group.members)
-    items: list[dict[str, Any]] = []
-    for kind, member_id in members:
-        if cast is not None and cast != kind:
-            continue
-        if kind == "user":
-            user = state.users[member_id]
-            data = project(
-                _render.user_json(user, state), selected, _render.USER_DEFAULT_PROPERTIES
-            )
-        else:
-            data = project(
-                _render.group_json(state.groups[member_id], state),
-                selected,
-                _render.GROUP_PROPERTIES,
-            )
-        items.append({"@odata.type": f"#microsoft.graph.{kind}", **data})
+
+    def render() -> list[dict[str, Any]]:
+        members = state.transitive_members(group.id) if transitive else list(group.members)
+        items: list[dict[str, Any]] = []
+        for kind, member_id in members:
+            if cast is not None and cast != kind:
+                continue
+            if kind == "user":
+                user = state.users[member_id]
+                data = project(
+                    _render.user_json(user, state), selected, _render.USER_DEFAULT_PROPERTIES
+                )
+            else:
+                data = project(
+                    _render.group_json(state.groups[member_id], state),
+                    selected,
+                    _render.GROUP_PROPERTIES,
+                )
+            items.append({"@odata.type": f"#microsoft.graph.{kind}", **data})
+        return items
+
     context = "directoryObjects" if cast is None else f"Collection(microsoft.graph.{cast})"
-    return paged(request, state, items, context=context, max_top=MAX_TOP_DIRECTORY)
+    return paged(request, state, render, context=context, max_top=MAX_TOP_DIRECTORY)
 
 
 def group_owners(ctx: Context) -> GraphResponse:
@@ -713,7 +724,15 @@ def calendar_view_delta(ctx: Context) -> GraphResponse:
         body["@odata.nextLink"] = f"{base}?$skiptoken={token}"
     else:
         body["@odata.deltaLink"] = f"{base}?$deltatoken={state.store_delta_state(cursor.final)}"
-    return GraphResponse(200, body, _zone_headers(request))
+    headers = _zone_headers(request)
+    if request.max_page_size is not None:
+        headers["Preference-Applied"] = ", ".join(
+            filter(
+                None,
+                [headers.get("Preference-Applied"), f"odata.maxpagesize={cursor.page_size}"],
+            )
+        )
+    return GraphResponse(200, body, headers)
 
 
 def _reject_delta_params(request: GraphRequest) -> None:
@@ -880,7 +899,10 @@ def list_online_meetings(ctx: Context) -> GraphResponse:
     value = odata_string(match.group(2))
     found: list[Meeting] = []
     seen: set[str | None] = set()
-    for meeting in state.all_meetings():
+    by_join_url = match.group(1).lower() == "joinweburl"
+    # The join URL must match exactly, so only meetings with that URL need looking at.
+    candidates = state.meetings_by_join_url(value) if by_join_url else state.all_meetings()
+    for meeting in candidates:
         if not meeting.hosted_here or meeting.online_meeting_id in seen:
             continue
         # The occurrences of a series are one onlineMeeting, found by whoever is in any of them.
@@ -1051,17 +1073,19 @@ def list_transcripts(ctx: Context) -> GraphResponse:
 # --- call records --------------------------------------------------------------------------------
 
 
-def _visible_call_records(ctx: Context) -> list[CallSession]:
+def _call_record_visible(ctx: Context, session: CallSession) -> bool:
     delay = timedelta(seconds=ctx.state.faults.call_record_delay_seconds)
     now = ctx.now
+    return (
+        session.has_call_record
+        and now >= session.end + delay
+        and now - session.end < CALL_RECORD_RETENTION
+    )
+
+
+def _visible_call_records(ctx: Context) -> list[CallSession]:
     return sorted(
-        (
-            session
-            for session in ctx.state.all_sessions()
-            if session.has_call_record
-            and now >= session.end + delay
-            and now - session.end < CALL_RECORD_RETENTION
-        ),
+        (session for session in ctx.state.all_sessions() if _call_record_visible(ctx, session)),
         key=lambda s: (s.start, s.id),
     )
 
@@ -1073,11 +1097,10 @@ def list_call_records(ctx: Context) -> GraphResponse:
     if raw_filter:
         for term in split_and(raw_filter):
             sessions = _apply_call_record_filter(term, sessions)
-    items = [_render.call_record_json(s) for s in sessions]
     return paged(
         request,
         ctx.state,
-        items,
+        lambda: [_render.call_record_json(s) for s in sessions],
         context="communications/callRecords",
         max_top=MAX_PAGE_CALL_RECORDS,
     )
@@ -1105,9 +1128,9 @@ def _apply_call_record_filter(term: str, sessions: list[CallSession]) -> list[Ca
 
 
 def _call_record(ctx: Context) -> CallSession:
-    for session in _visible_call_records(ctx):
-        if session.id == ctx.params["record"]:
-            return session
+    session = ctx.state.call_session(ctx.params["record"])
+    if session is not None and _call_record_visible(ctx, session):
+        return session
     raise GraphError(
         404, "ResourceNotFound", f"Call record '{ctx.params['record']}' was not found."
     )
@@ -1284,11 +1307,7 @@ def list_user_chats(ctx: Context) -> GraphResponse:
     expand = (request.params.get("$expand") or "").strip()
     if expand and expand.lower() != "members":
         raise GraphError(400, "BadRequest", f"Expand of '{expand}' is not supported.")
-    chats = [
-        chat
-        for chat in state.chats.values()
-        if chat.created <= ctx.now and any(m.id == user.id for m in chat.members)
-    ]
+    chats = [chat for chat in state.chats_of(user.id) if chat.created <= ctx.now]
     raw_filter = request.params.get("$filter")
     if raw_filter:
         match = re.fullmatch(r"\s*chatType\s+eq\s+'(oneOnOne|group|meeting)'\s*", raw_filter, re.I)
@@ -1389,11 +1408,7 @@ def get_channel(ctx: Context) -> GraphResponse:
 
 def _channel_meetings(ctx: Context) -> list[Meeting]:
     channel = _channel(ctx)
-    return [
-        m
-        for m in ctx.state.all_meetings()
-        if m.hosted_here and m.channel is not None and m.channel.id == channel.id
-    ]
+    return [m for m in ctx.state.meetings_in_channel(channel.id) if m.hosted_here]
 
 
 def list_channel_messages(ctx: Context) -> GraphResponse:
@@ -1542,7 +1557,16 @@ def _routes() -> list[Route]:
             list_channel_replies,
             CHANNEL_MESSAGES_READ,
         ),
+        # Change notifications (v1.0, and beta for meeting call events); imported here because
+        # that module builds on this one.
+        *_subscription_routes(),
     ]
+
+
+def _subscription_routes() -> list[Route]:
+    from remote_guard.fakegraph.notifications import subscription_routes
+
+    return subscription_routes()
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
@@ -1554,7 +1578,11 @@ def encode_json(body: Any) -> bytes:
 
 def graph_router(service: GraphService) -> APIRouter:
     """The FastAPI routes under ``/v1.0`` that hand every request to ``service``."""
+    from remote_guard.fakegraph.notifications import beta_router
+
     router = APIRouter()
+    # Graph beta: only the subscriptions (meeting call events are documented there alone).
+    router.include_router(beta_router(service))
 
     @router.api_route("/v1.0/{rest:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def graph(request: Request) -> Response:

@@ -261,15 +261,23 @@ def _finding_dict(
     }
 
 
-def run_check(scenario: Scenario, *, state_dir: Path) -> CheckResult:
-    """Serve ``scenario`` over HTTPS, run one full poll with the real client, return findings."""
+def run_check(
+    scenario: Scenario, *, state_dir: Path, database_url: str | None = None
+) -> CheckResult:
+    """Serve ``scenario`` over HTTPS, run one full poll with the real client, return findings.
+
+    The findings are stored in ``database_url`` (an empty database), or by default in a new
+    SQLite file ``check.db`` in ``state_dir``.
+    """
     clock = scenario_clock(scenario)
     state_dir.mkdir(parents=True, exist_ok=True)
-    database = state_dir / "check.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    if database_url is None:
+        database = state_dir / "check.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        database_url = f"sqlite:///{database}"
     with FakeTenantServer(scenario, state_dir=state_dir / "tenant", clock=clock) as server:
-        settings = settings_for(server, scenario, database_url=f"sqlite:///{database}", clock=clock)
+        settings = settings_for(server, scenario, database_url=database_url, clock=clock)
         poller = build_poller(settings, clock=clock)
         import_registers(poller, scenario, server, clock=clock)
         result = run_poll(poller)
@@ -415,27 +423,47 @@ def run_demo(
     web_port: int | None = 8000,
 ) -> int:
     """The demo: the simulated federation over HTTPS, polled into SQLite, findings printed, and
-    the web app on ``web_port`` (a free port if that one is taken; None: no web app)."""
+    the web app on ``web_port`` (a free port if that one is taken; None: no web app). Change
+    notifications are on: the fake tenant posts them over HTTPS to the receiver on loopback, so
+    what happens live (``fakegraph.live.demo_live_scenario``) shows within seconds."""
+    from remote_guard.fakegraph.live import (
+        DEMO_LIVE_STORY,
+        LiveTenant,
+        demo_live_scenario,
+        notification_settings,
+        receiver_for,
+    )
     from remote_guard.logs import configure_logging
     from remote_guard.poll.scheduler import run_scheduled
     from remote_guard.settings import LoggingSettings
+    from remote_guard.subscriptions.hub import Notifications
+    from remote_guard.subscriptions.models import LiveAlertRow
 
     configure_logging(LoggingSettings(level="warning"), stream=sys.stderr)
-    scenario = demo_scenario()
+    scenario = demo_live_scenario(demo_scenario())
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     database = state_dir / "remote_guard.db"
     clock = utc_now
     with FakeTenantServer(scenario, state_dir=state_dir / "tenant", clock=clock) as server:
+        live = LiveTenant(server)
+        receiver = receiver_for(live)
         settings = settings_for(server, scenario, database_url=f"sqlite:///{database}", clock=clock)
-        settings = settings.model_copy(update={"notify": demo_notify(server, scenario)})
+        settings = settings.model_copy(
+            update={
+                "notify": demo_notify(server, scenario),
+                "notifications": notification_settings(receiver),
+            }
+        )
         out.write(
             "remote_guard demo: a simulated school tenant\n"
             f"  fake Microsoft 365 tenant   {server.base_url} (identity + Graph v1.0, HTTPS)\n"
             f"  its CA certificate          {server.ca_path}\n"
             f"  database                    {database}\n"
             f"  profile                     {settings.policy.profile}\n"
-            "Polling with the real MSAL and requests client. Ctrl-C stops.\n\n"
+            f"  change notifications        {settings.notifications.notification_url}\n"
+            "Polling with the real MSAL and requests client. Ctrl-C stops.\n"
+            f"{DEMO_LIVE_STORY}\n\n"
         )
         out.flush()
 
@@ -451,6 +479,19 @@ def run_demo(
 
         poller = build_poller(settings, clock=clock, on_finding=on_finding)
         import_registers(poller, scenario, server, clock=clock)
+        hub = Notifications(poller)
+        hub.attach()
+
+        def on_alert(alert: LiveAlertRow) -> None:
+            out.write(
+                "  LIVE ALERT to SLT: a member of staff is alone with a pupil now; drop in: "
+                f"{alert.join_url}\n"
+            )
+            out.flush()
+
+        hub.alerts.listeners.append(on_alert)
+        hub.start()
+        receiver.start(hub.app())
         web = _start_demo_web(server, settings, scenario, clock=clock, port=web_port, out=out)
 
         def on_result(result: PollResult) -> None:
@@ -474,11 +515,20 @@ def run_demo(
 
         try:
             run_scheduled(
-                poller, interval_seconds=interval, max_cycles=cycles, on_result=on_result, stop=stop
+                poller,
+                interval_seconds=interval,
+                max_cycles=cycles,
+                on_result=on_result,
+                stop=stop,
+                wake=hub.waker.due,
+                jobs=hub.jobs(),
             )
         finally:
             if web is not None:
                 web.stop()
+            receiver.stop()
+            hub.stop()
+            live.close()
     return 0
 
 

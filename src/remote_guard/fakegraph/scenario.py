@@ -12,7 +12,7 @@ import re
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -331,6 +331,10 @@ class ExpectationSpec(_Spec):
     status: Literal["fail", "warn", "error", "breach", "exempted"] = "breach"
 
 
+# What Scenario._spec looks up by key.
+_Keyed = TypeVar("_Keyed", PersonSpec, GroupSpec, TeamSpec)
+
+
 class Scenario(_Spec):
     """A whole simulated tenant."""
 
@@ -363,6 +367,8 @@ class Scenario(_Spec):
     # The folder of the file it was read from: a profile given as a relative .toml path is
     # found next to the scenario.
     _base_dir: Path | None = PrivateAttr(default=None)
+    # id(list) -> (the list, key -> first position): see _spec.
+    _key_index: dict[int, tuple[list[Any], dict[str, int]]] = PrivateAttr(default_factory=dict)
 
     def profile_ref(self, name: str) -> str:
         """A profile or pack name, or a .toml path made absolute against the scenario's folder."""
@@ -380,30 +386,47 @@ class Scenario(_Spec):
 
     # --- identity helpers -------------------------------------------------------------------
 
+    def _spec(self, specs: list[_Keyed], key: str) -> _Keyed:
+        """The first of ``specs`` with ``key``, through an index kept per list (a large trust has
+        tens of thousands of people; a scan per lookup made building its tenant quadratic).
+
+        The index is rebuilt whenever the list it was built from is no longer the same list
+        holding the same object at the indexed place, so scenarios edited in place stay right.
+
+        Raises:
+            KeyError: no spec in ``specs`` has ``key``.
+        """
+        cached = self._key_index.get(id(specs))
+        if cached is None or cached[0] is not specs or len(cached[1]) > len(specs):
+            cached = (specs, {})
+            for position in range(len(specs) - 1, -1, -1):
+                cached[1][specs[position].key] = position
+            self._key_index[id(specs)] = cached
+        at = cached[1].get(key)
+        if at is not None and at < len(specs) and specs[at].key == key:
+            return specs[at]
+        for found in specs:
+            if found.key == key:
+                self._key_index.pop(id(specs), None)
+                return found
+        raise KeyError(key)
+
     def person_id(self, key: str) -> str:
         """The Entra object id of the person with ``key``."""
-        for person in self.people:
-            if person.key == key:
-                return person.id or derive_id(self.tenant.id, "user", key)
-        raise KeyError(key)
+        person = self._spec(self.people, key)
+        return person.id or derive_id(self.tenant.id, "user", key)
 
     def person_upn(self, key: str) -> str:
-        for person in self.people:
-            if person.key == key:
-                return person.upn or f"{key}@{self.tenant.domain}"
-        raise KeyError(key)
+        person = self._spec(self.people, key)
+        return person.upn or f"{key}@{self.tenant.domain}"
 
     def group_id(self, key: str) -> str:
-        for group in self.groups:
-            if group.key == key:
-                return group.id or derive_id(self.tenant.id, "group", key)
-        raise KeyError(key)
+        group = self._spec(self.groups, key)
+        return group.id or derive_id(self.tenant.id, "group", key)
 
     def team_id(self, key: str) -> str:
-        for team in self.teams:
-            if team.key == key:
-                return team.id or derive_id(self.tenant.id, "team", key)
-        raise KeyError(key)
+        team = self._spec(self.teams, key)
+        return team.id or derive_id(self.tenant.id, "team", key)
 
     def group_ids_for_role(self, role: str) -> list[str]:
         return [self.group_id(group.key) for group in self.groups if group.role == role]

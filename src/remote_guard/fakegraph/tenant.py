@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from remote_guard.fakegraph import _ids
 from remote_guard.fakegraph.faults import Chaos, FaultPlan, FaultState
@@ -28,6 +28,7 @@ from remote_guard.fakegraph.scenario import (
     MeetingSpec,
     Scenario,
 )
+from remote_guard.fakegraph.throttling import Throttling
 
 Clock = Callable[[], datetime]
 IdentityKind = Literal["member", "guest", "anonymous", "external", "phone", "bot"]
@@ -382,6 +383,8 @@ class TenantState:
         self.fault_plan = FaultPlan(self.faults, scenario.faults.seed)
         # Seeded random faults at the HTTP level, off until a test calls chaos.start().
         self.chaos = Chaos(scenario.faults.seed)
+        # Graph's published service limits, off until a test or benchmark turns them on.
+        self.throttling = Throttling()
         self.app_permissions: set[str] = set(scenario.app.permissions)
         self.access_policy: Literal["global", "none"] | list[str] = (
             list(scenario.app.access_policy)
@@ -404,14 +407,21 @@ class TenantState:
         self.users: dict[str, Identity] = {}  # by object id, users of the tenant only
         self.groups: dict[str, Group] = {}
         self.teams: dict[str, Team] = {}
-        self.meetings: dict[str, Meeting] = {}
+        self.meetings: dict[str, Meeting] = VersionedDict()
         self.peer_calls: list[CallSession] = []
-        self.chats: dict[str, Chat] = {}
+        self.chats: dict[str, Chat] = VersionedDict()
         self.calendars: dict[str, dict[str, StoredEvent]] = {}
         self._series_created: dict[str, datetime] = {}
         # Message ids already used in each chat or channel thread (a series shares its thread).
         self._thread_message_ids: dict[str, set[str]] = {}
+        self._indexes = _Indexes()
         self._build()
+        self.throttling.tenant_users = len(self.users)
+        # Change notifications: subscriptions and their delivery (imported here: the module
+        # imports this one).
+        from remote_guard.fakegraph.notifications import Notifier
+
+        self.notifications = Notifier(self)
 
     # --- clock ----------------------------------------------------------------------------------
 
@@ -1156,16 +1166,44 @@ class TenantState:
         # A meeting the chaos schedule deleted mid-cycle is gone from Teams too until restored.
         return [m for key, m in self.meetings.items() if key not in self.chaos.removed]
 
+    def meetings_by_join_url(self, join_url: str) -> list[Meeting]:
+        """The meetings (of :meth:`all_meetings`, in its order) whose join URL is ``join_url``."""
+        keys = self._indexes.meetings(self.meetings)[0].get(join_url, ())
+        return [
+            self.meetings[key]
+            for key in keys
+            if key not in self.chaos.removed and self.meetings[key].join_url == join_url
+        ]
+
     def meeting_by_join_url(self, join_url: str) -> Meeting | None:
-        for meeting in self.all_meetings():
-            if meeting.hosted_here and meeting.join_url == join_url:
+        for meeting in self.meetings_by_join_url(join_url):
+            if meeting.hosted_here:
                 return meeting
         return None
+
+    def meetings_in_channel(self, channel_id: str) -> list[Meeting]:
+        """The meetings (of :meth:`all_meetings`, in its order) held in the channel."""
+        keys = self._indexes.meetings(self.meetings)[2].get(channel_id, ())
+        return [
+            self.meetings[key]
+            for key in keys
+            if key not in self.chaos.removed
+            and (channel := self.meetings[key].channel) is not None
+            and channel.id == channel_id
+        ]
+
+    def _with_online_id(self, meeting_id: str) -> list[Meeting]:
+        keys = self._indexes.meetings(self.meetings)[1].get(meeting_id, ())
+        return [self.meetings[key] for key in keys]
 
     def meeting_by_online_id(self, meeting_id: str) -> Meeting | None:
         """The meeting with this onlineMeeting id; for a recurring meeting, its first occurrence
         (the series is one onlineMeeting)."""
-        found = [m for m in self.all_meetings() if m.online_meeting_id == meeting_id]
+        found = [
+            m
+            for m in self._with_online_id(meeting_id)
+            if m.key not in self.chaos.removed and m.online_meeting_id == meeting_id
+        ]
         return min(found, key=lambda m: (m.start, m.key)) if found else None
 
     def occurrences(self, meeting: Meeting) -> list[Meeting]:
@@ -1174,13 +1212,26 @@ class TenantState:
         if meeting.online_meeting_id is None or meeting.series_key is None:
             return [meeting]
         return sorted(
-            (m for m in self.meetings.values() if m.online_meeting_id == meeting.online_meeting_id),
+            (
+                m
+                for m in self._with_online_id(meeting.online_meeting_id)
+                if m.online_meeting_id == meeting.online_meeting_id
+            ),
             key=lambda m: (m.start, m.key),
         )
 
     def all_sessions(self) -> list[CallSession]:
         sessions = [s for m in self.meetings.values() for s in m.sessions]
         return sessions + self.peer_calls
+
+    def call_session(self, call_id: str) -> CallSession | None:
+        """The call (meeting session or direct call) with this id, visible or not."""
+        return self._indexes.sessions(self.meetings, self.peer_calls).get(call_id)
+
+    def chats_of(self, user_id: str) -> list[Chat]:
+        """The chats (of :attr:`chats`, in its order) the user is a member of."""
+        ids = self._indexes.chats(self.chats).get(user_id, ())
+        return [self.chats[chat_id] for chat_id in ids]
 
     def chat_id(self, chat_key: str) -> str | None:
         """The Graph id of the scenario's direct chat with ``chat_key``, None if there is none."""
@@ -1334,6 +1385,7 @@ class TenantState:
                 if not event.is_organizer and not event.subject.startswith("Canceled: "):
                     event.subject = f"Canceled: {event.subject}"
                 event.touch(now)
+                self._event_changed(event, "updated")
 
     def remove_meeting(self, key: str) -> None:
         """Delete every calendar copy of the meeting (the Teams meeting itself stays).
@@ -1344,6 +1396,7 @@ class TenantState:
         with self.lock:
             for event in self._events_of(key):
                 del self.calendars[event.mailbox_id][event.id]
+                self._event_changed(event, "deleted")
 
     def update_meeting(
         self,
@@ -1368,6 +1421,7 @@ class TenantState:
                 if end is not None:
                     event.end = end.astimezone(UTC)
                 event.touch(now)
+                self._event_changed(event, "updated")
 
     def delete_event(self, user_id: str, event_id: str) -> None:
         """Delete one calendar copy.
@@ -1376,7 +1430,105 @@ class TenantState:
             KeyError: the mailbox has no such event.
         """
         with self.lock:
-            del self.calendars[user_id][event_id]
+            event = self.calendars[user_id].pop(event_id)
+            self._event_changed(event, "deleted")
+
+    def _event_changed(self, event: StoredEvent, change: str) -> None:
+        self.notifications.event_changed(event.mailbox_id, event.id, change, event.change_key)
+
+    # --- live changes (fakegraph.live drives these while the server runs) -----------------------
+
+    def replace_attendance(self, key: str, presences: tuple[Presence, ...]) -> Meeting:
+        """Give the scenario meeting ``key`` new join and leave times (someone joined or left
+        while it is live, or its call ended); its calls are worked out again from them.
+
+        Raises:
+            KeyError: no scenario meeting has that key.
+        """
+        with self.lock:
+            meeting = self.meetings[key]
+            spec = next(m for m in self.scenario.meetings if m.key == key)
+            sessions = (
+                self._sessions(spec, meeting.organizer, presences, meeting.join_url, "meeting")
+                if meeting.hosted_here
+                else ()
+            )
+            updated = replace(meeting, presences=presences, sessions=sessions)
+            self.meetings[key] = updated
+            if meeting.thread_id is not None and meeting.thread_id in self.chats:
+                chat = self.chats[meeting.thread_id]
+                joiners = [p.who for p in presences if p.who.kind in ("member", "guest")]
+                members = tuple({m.id: m for m in (*chat.members, *joiners)}.values())
+                self.chats[chat.id] = replace(chat, members=members)
+            return updated
+
+    def post_chat_message(
+        self, chat_id: str, sender: Identity, text: str, at: datetime
+    ) -> ChatMessage:
+        """``sender`` posts ``text`` in the chat (a meeting's or a direct one) at ``at``.
+
+        Raises:
+            KeyError: no such chat.
+        """
+        with self.lock:
+            chat = self.chats[chat_id]
+            used = self._thread_message_ids.setdefault(chat_id, {m.id for m in chat.messages})
+            message = ChatMessage(
+                id=_unique_message_id(at, used),
+                chat_id=chat_id,
+                created=at,
+                sender=sender,
+                bot_name=None,
+                text=f"<p>{html.escape(text)}</p>",
+                event_detail=None,
+            )
+            messages = tuple(sorted((*chat.messages, message), key=lambda m: (m.created, m.id)))
+            self.chats[chat_id] = replace(chat, messages=messages)
+            if chat.meeting_key is not None and chat.meeting_key in self.meetings:
+                meeting = self.meetings[chat.meeting_key]
+                self.meetings[meeting.key] = replace(
+                    meeting,
+                    messages=tuple(
+                        sorted((*meeting.messages, message), key=lambda m: (m.created, m.id))
+                    ),
+                )
+            return message
+
+    def post_meeting_message(
+        self, key: str, sender: Identity, text: str, at: datetime
+    ) -> ChatMessage:
+        """``sender`` writes in the meeting's chat: a private meeting's chat, or for a channel
+        meeting a reply to its post in the channel.
+
+        Raises:
+            KeyError: no meeting has that key.
+            ValueError: the meeting has no chat here (not on Teams, or organised elsewhere).
+        """
+        with self.lock:
+            meeting = self.meetings[key]
+            if meeting.thread_id is None or not meeting.hosted_here:
+                raise ValueError(f"meeting {key!r} has no Teams chat in this tenant")
+            if meeting.channel is None:
+                return self.post_chat_message(meeting.thread_id, sender, text, at)
+            used = self._thread_message_ids.setdefault(meeting.thread_id, set())
+            used.update(m.id for m in meeting.messages)
+            message = ChatMessage(
+                id=_unique_message_id(at, used),
+                chat_id=meeting.thread_id,
+                created=at,
+                sender=sender,
+                bot_name=None,
+                text=f"<p>{html.escape(text)}</p>",
+                event_detail=None,
+                reply_to_id=meeting.message_id,
+            )
+            self.meetings[key] = replace(
+                meeting,
+                messages=tuple(
+                    sorted((*meeting.messages, message), key=lambda m: (m.created, m.id))
+                ),
+            )
+            return message
 
     @property
     def sent_mail(self) -> list[SentMail]:
@@ -1508,6 +1660,7 @@ class TenantState:
                 transaction_id=transaction_id if isinstance(transaction_id, str) else None,
             )
             self.mailbox(user.id)[event_id] = base
+            self._event_changed(base, "created")
             for invitee in invited:
                 copy_id = _ids.outlook_id(self.tenant_id, invitee.id, "created", serial)
                 self.mailbox(invitee.id)[copy_id] = StoredEvent(
@@ -1520,6 +1673,7 @@ class TenantState:
                         "attendees": [dict(a) for a in attendees],
                     }
                 )
+                self._event_changed(self.mailbox(invitee.id)[copy_id], "created")
             if isinstance(transaction_id, str):
                 self._overrides.transactions[(user.id, transaction_id)] = event_id
             self._overrides.created_events.append(
@@ -1534,6 +1688,118 @@ class TenantState:
                 )
             )
             return base, True
+
+
+_V = TypeVar("_V")
+
+
+class VersionedDict(dict[str, _V]):
+    """A dict that counts the changes made to it, so an index over it knows when to rebuild.
+
+    Meetings and chats are frozen dataclasses: any change to one is a new object stored under
+    its key, which these methods count (``|=`` is not counted, but the length is checked too).
+    """
+
+    version = 0
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.version += 1
+
+    def pop(self, *args: Any) -> Any:
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, _V]:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.version += 1
+        return super().setdefault(key, default)
+
+
+class _Indexes:
+    """Lookups by join URL, onlineMeeting id, call id and chat member, so a request to a large
+    tenant (thousands of meetings) does not scan every meeting or chat.
+
+    Each index is rebuilt when the collection it indexes has changed since it was built: a
+    meeting or chat added, removed or replaced (a :class:`VersionedDict` counts its changes; a
+    plain dict put in its place is checked by the ids of its objects, one pass, which is still
+    far less than a scan that renders or compares).
+    """
+
+    def __init__(self) -> None:
+        self._meetings: tuple[object, tuple[dict[str, list[str]], ...]] | None = None
+        self._sessions: tuple[object, dict[str, CallSession]] | None = None
+        self._chats: tuple[object, dict[str, list[str]]] | None = None
+
+    @staticmethod
+    def _stamp(values: dict[str, Any] | list[Any]) -> object:
+        if isinstance(values, VersionedDict):
+            return (id(values), values.version, len(values))
+        count = 0
+        total = 0
+        for value in values.values() if isinstance(values, dict) else values:
+            count += 1
+            total += id(value)
+        return (id(values), count, total)
+
+    def meetings(self, meetings: dict[str, Meeting]) -> tuple[dict[str, list[str]], ...]:
+        """Meeting keys by join URL, by onlineMeeting id and by channel id, in ``meetings``
+        order."""
+        stamp = self._stamp(meetings)
+        if self._meetings is None or self._meetings[0] != stamp:
+            by_url: dict[str, list[str]] = {}
+            by_online_id: dict[str, list[str]] = {}
+            by_channel: dict[str, list[str]] = {}
+            for key, meeting in meetings.items():
+                if meeting.join_url is not None:
+                    by_url.setdefault(meeting.join_url, []).append(key)
+                if meeting.online_meeting_id is not None:
+                    by_online_id.setdefault(meeting.online_meeting_id, []).append(key)
+                if meeting.channel is not None:
+                    by_channel.setdefault(meeting.channel.id, []).append(key)
+            self._meetings = (stamp, (by_url, by_online_id, by_channel))
+        return self._meetings[1]
+
+    def sessions(
+        self, meetings: dict[str, Meeting], peer_calls: list[CallSession]
+    ) -> dict[str, CallSession]:
+        """Every call by id (the first one, as a scan in ``all_sessions`` order finds it)."""
+        stamp = (self._stamp(meetings), self._stamp(peer_calls))
+        if self._sessions is None or self._sessions[0] != stamp:
+            by_id: dict[str, CallSession] = {}
+            for meeting in meetings.values():
+                for session in meeting.sessions:
+                    by_id.setdefault(session.id, session)
+            for call in peer_calls:
+                by_id.setdefault(call.id, call)
+            self._sessions = (stamp, by_id)
+        return self._sessions[1]
+
+    def chats(self, chats: dict[str, Chat]) -> dict[str, list[str]]:
+        """Chat ids by member id, in ``chats`` order."""
+        stamp = self._stamp(chats)
+        if self._chats is None or self._chats[0] != stamp:
+            by_member: dict[str, list[str]] = {}
+            for chat_id, chat in chats.items():
+                for member_id in dict.fromkeys(member.id for member in chat.members):
+                    by_member.setdefault(member_id, []).append(chat_id)
+            self._chats = (stamp, by_member)
+        return self._chats[1]
 
 
 # --- helpers shared with the renderers -----------------------------------------------------------

@@ -1,7 +1,8 @@
 """The one seam through which remote_guard speaks HTTP to Microsoft Graph.
 
-One ``requests.Session`` and one token provider per tenant; a timeout on every call; one paging
-generator; retries only for 429, 5xx and timeouts, honouring ``Retry-After``; one error type.
+One token provider per tenant and one ``requests.Session`` per thread (the client is shared by
+the collector's worker threads); a timeout on every call; one paging generator; retries only for
+429, 5xx and timeouts, honouring ``Retry-After``; one error type.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 import structlog
 
+from remote_guard.graph import pacing
 from remote_guard.graph.auth import TokenProvider
 from remote_guard.graph.errors import (
     GraphAuthError,
@@ -99,16 +101,27 @@ def endpoint_name(path_or_url: str) -> str:
 
 @dataclass
 class RequestStats:
-    """Counts of what the client sent, for logs, benchmarks and the closing report of a poll."""
+    """Counts of what the client sent, for logs, benchmarks and the closing report of a poll.
+
+    ``requests`` counts HTTP requests (a ``$batch`` envelope is one, under ``/$batch``);
+    ``batched`` counts the requests inside envelopes by their own endpoint, as Graph counts them
+    against its throttling limits. Updated under the client's lock.
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
     throttled: Counter[str] = field(default_factory=Counter)
+    batched: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     batch_items: int = 0
 
     @property
     def total(self) -> int:
         return sum(self.requests.values())
+
+    @property
+    def graph_requests(self) -> int:
+        """Requests as Graph counts them: every request on its own or inside a batch."""
+        return self.total - self.requests["/$batch"] + self.batch_items
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -117,7 +130,29 @@ class RequestStats:
             "throttled": sum(self.throttled.values()),
             "retries": self.retries,
             "batch_items": self.batch_items,
+            "batched_by_endpoint": dict(sorted(self.batched.items())),
         }
+
+
+class GraphReads(Protocol):
+    """What reading code needs of Graph: :class:`GraphClient`, or a reader in front of it that
+    serves some answers from an earlier ``$batch``."""
+
+    def get(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def iter_items(
+        self,
+        path_or_url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -203,18 +238,53 @@ class GraphClient:
         tokens: TokenProvider | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        pacer: pacing.Pacer | None = None,
     ) -> None:
         self._tenant = tenant
         self._base = tenant.graph_base_url
         self._base_parts = urlsplit(self._base)
         self.tokens = tokens or TokenProvider(tenant)
-        self._session = session or requests.Session()
+        # requests does not promise a Session is safe to share between threads: each thread gets
+        # its own (connection pools included), unless one was passed in (tests replaying bodies).
+        self._given_session = session
+        self._local = threading.local()
         self._verify: bool | str = str(tenant.ca_bundle) if tenant.ca_bundle is not None else True
         self._sleep = sleep
         self._lock = threading.Lock()
         self.stats = RequestStats()
+        # Waits before a request would go over one of Graph's published rate limits.
+        self.pacer = pacer or pacing.Pacer()
 
     # --- low level ----------------------------------------------------------------------------
+
+    def _http(self) -> requests.Session:
+        if self._given_session is not None:
+            return self._given_session
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def batch_url(self, path_or_url: str, params: Mapping[str, str] | None = None) -> str:
+        """The URL of a ``$batch`` item for a request: relative to the Graph base, as Graph
+        requires (a next or delta link is cut down to its path and query).
+
+        Raises:
+            GraphError: a link points at another host (its token must not go there) or outside
+                the Graph base (another API version).
+        """
+        url = self._url(path_or_url)
+        if not url.startswith(self._base):
+            raise GraphError(
+                f"a link outside {self._base} cannot go in a batch", endpoint=endpoint_name(url)
+            )
+        relative = url[len(self._base) :]
+        if params:
+            # Spaces as %20, not "+": Graph reads $filter values literally.
+            query = urlencode(dict(params), quote_via=quote)
+            relative += ("&" if "?" in relative else "?") + query
+        return relative if relative.startswith("/") else "/" + relative
 
     def _url(self, path_or_url: str) -> str:
         if "://" not in path_or_url:
@@ -261,8 +331,12 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
+        paced: bool = True,
     ) -> Any:
         """Send one request, retrying what can be retried, and return the decoded JSON body.
+
+        ``paced``: wait, before each try, until it fits under Graph's rate limits (a ``$batch``
+        envelope is paced with its items instead).
 
         Raises:
             GraphError: the call failed for good (a subclass says why), or retries ran out.
@@ -286,15 +360,16 @@ class GraphClient:
                 self.stats.requests[endpoint] += 1
             started = time.monotonic()
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json_body,
-                    headers=sent_headers,
-                    timeout=self._tenant.timeout_seconds,
-                    verify=self._verify,
-                )
+                with self.pacer.paced([(method, url)] if paced else []):
+                    response = self._http().request(
+                        method,
+                        url,
+                        params=params,
+                        json=json_body,
+                        headers=sent_headers,
+                        timeout=self._tenant.timeout_seconds,
+                        verify=self._verify,
+                    )
             except _TRANSPORT_ERRORS as exc:
                 error: GraphError = GraphError(
                     f"{type(exc).__name__} talking to Graph",
@@ -418,25 +493,8 @@ class GraphClient:
             GraphError: a page could not be read; pages already yielded stay valid, but the
                 caller must treat the collection as incomplete.
         """
-        url = path_or_url
-        first = True
-        for _ in range(max_pages):
-            page = self.get(url, params=params if first else None, headers=headers)
-            first = False
-            value = page.get("value")
-            if not isinstance(value, list):
-                raise GraphError(
-                    "a collection page has no 'value' list", endpoint=endpoint_name(url)
-                )
-            yield page
-            next_link = page.get("@odata.nextLink")
-            if not next_link:
-                return
-            if not isinstance(next_link, str):
-                raise GraphError("@odata.nextLink is not a string", endpoint=endpoint_name(url))
-            url = next_link
-        raise GraphError(
-            f"more than {max_pages} pages; refusing to loop", endpoint=endpoint_name(path_or_url)
+        return follow_pages(
+            self.get, path_or_url, params=params, headers=headers, max_pages=max_pages
         )
 
     def iter_items(
@@ -451,14 +509,7 @@ class GraphClient:
         Raises:
             GraphError: as :meth:`iter_pages`; an item that is not an object is an error too.
         """
-        for page in self.iter_pages(path_or_url, params=params, headers=headers):
-            for item in page["value"]:
-                if not isinstance(item, dict):
-                    raise GraphError(
-                        "a collection item is not a JSON object",
-                        endpoint=endpoint_name(path_or_url),
-                    )
-                yield item
+        return page_items(self.iter_pages(path_or_url, params=params, headers=headers), path_or_url)
 
     # --- batching -----------------------------------------------------------------------------
 
@@ -479,40 +530,28 @@ class GraphClient:
         results: dict[str, BatchResponse] = {}
         pending = list(requests_)
         attempt = 0
+        refreshed_token = False
         while pending:
             retry: list[BatchRequest] = []
             longest_wait: float | None = None
-            for start in range(0, len(pending), MAX_BATCH):
-                chunk = pending[start : start + MAX_BATCH]
-                envelope = {
-                    "requests": [
-                        {
-                            "id": item.id,
-                            "method": item.method,
-                            "url": item.url,
-                            **({"headers": dict(item.headers)} if item.headers else {}),
-                            **({"body": item.body} if item.body is not None else {}),
-                        }
-                        for item in chunk
-                    ]
-                }
-                with self._lock:
-                    self.stats.batch_items += len(chunk)
-                answer = self.post("/$batch", envelope)
-                responses = answer.get("responses") if isinstance(answer, dict) else None
-                if not isinstance(responses, list):
-                    raise GraphError("a $batch answer has no 'responses' list", endpoint="/$batch")
+            for chunk in envelopes(pending):
+                answer = self._send_envelope(chunk)
                 by_id = {item.id: item for item in chunk}
-                for raw in responses:
-                    response = _batch_response(raw)
-                    if response is None or response.id not in by_id:
+                for response in answer:
+                    if response.id not in by_id:
                         continue
                     request = by_id.pop(response.id)
-                    if response.status in RETRYABLE_STATUSES and attempt < self._tenant.max_retries:
-                        endpoint = endpoint_name(request.url)
-                        with self._lock:
-                            if response.status == 429:
-                                self.stats.throttled[endpoint] += 1
+                    if response.status == 401 and not refreshed_token:
+                        # As for a single request: the token may have expired on the way.
+                        self.tokens.invalidate()
+                        refreshed_token = True
+                        retry.append(request)
+                    elif (
+                        response.status in RETRYABLE_STATUSES and attempt < self._tenant.max_retries
+                    ):
+                        if response.status == 429:
+                            with self._lock:
+                                self.stats.throttled[endpoint_name(request.url)] += 1
                         retry.append(request)
                         wait = _retry_after_seconds(response.headers)
                         if wait is not None:
@@ -534,6 +573,109 @@ class GraphClient:
                 self._sleep(delay)
             pending = retry
         return results
+
+    def _send_envelope(self, chunk: list[BatchRequest]) -> list[BatchResponse]:
+        """POST one ``$batch`` envelope (paced, counted) and return its item answers.
+
+        Raises:
+            GraphError: the envelope itself failed for good, or its answer is not a batch answer.
+        """
+        envelope = {
+            "requests": [
+                {
+                    "id": item.id,
+                    "method": item.method,
+                    "url": item.url,
+                    **({"headers": dict(item.headers)} if item.headers else {}),
+                    **({"body": item.body} if item.body is not None else {}),
+                }
+                for item in chunk
+            ]
+        }
+        with self._lock:
+            self.stats.batch_items += len(chunk)
+            self.stats.batched.update(endpoint_name(item.url) for item in chunk)
+        with self.pacer.paced([("POST", "/$batch"), *((i.method, i.url) for i in chunk)]):
+            answer = self.request(
+                "POST",
+                "/$batch",
+                json_body=envelope,
+                headers={"Content-Type": "application/json"},
+                paced=False,
+            )
+        responses = answer.get("responses") if isinstance(answer, dict) else None
+        if not isinstance(responses, list):
+            raise GraphError("a $batch answer has no 'responses' list", endpoint="/$batch")
+        return [response for raw in responses if (response := _batch_response(raw)) is not None]
+
+
+def envelopes(requests_: list[BatchRequest]) -> list[list[BatchRequest]]:
+    """``requests_`` shared out into ``$batch`` envelopes: at most 20 each, and no more of one
+    kind than one of Graph's rate limits allows at once (five reads of one team's channel
+    messages go in two envelopes, since Teams allows four a second on one team). In order."""
+    chunks: list[tuple[list[BatchRequest], Counter[tuple[str, str]]]] = []
+    for request in requests_:
+        limits = pacing.limits_for(request.method, request.url)
+        for chunk, counts in chunks:
+            if len(chunk) < MAX_BATCH and all(
+                counts[(limit.name, scope)] < limit.requests for limit, scope in limits
+            ):
+                break
+        else:
+            chunk, counts = [], Counter()
+            chunks.append((chunk, counts))
+        chunk.append(request)
+        counts.update((limit.name, scope) for limit, scope in limits)
+    return [chunk for chunk, _ in chunks]
+
+
+def follow_pages(
+    get: Callable[..., dict[str, Any]],
+    path_or_url: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_pages: int = 10_000,
+) -> Iterator[dict[str, Any]]:
+    """The paging generator: yield each page read with ``get``, following ``@odata.nextLink``.
+
+    Raises:
+        GraphError: a page could not be read or has no ``value`` list; pages already yielded
+            stay valid, but the caller must treat the collection as incomplete.
+    """
+    url = path_or_url
+    first = True
+    for _ in range(max_pages):
+        page = get(url, params=params if first else None, headers=headers)
+        first = False
+        value = page.get("value")
+        if not isinstance(value, list):
+            raise GraphError("a collection page has no 'value' list", endpoint=endpoint_name(url))
+        yield page
+        next_link = page.get("@odata.nextLink")
+        if not next_link:
+            return
+        if not isinstance(next_link, str):
+            raise GraphError("@odata.nextLink is not a string", endpoint=endpoint_name(url))
+        url = next_link
+    raise GraphError(
+        f"more than {max_pages} pages; refusing to loop", endpoint=endpoint_name(path_or_url)
+    )
+
+
+def page_items(pages: Iterator[dict[str, Any]], path_or_url: str) -> Iterator[dict[str, Any]]:
+    """The items of every page.
+
+    Raises:
+        GraphError: as the pages do; an item that is not an object is an error too.
+    """
+    for page in pages:
+        for item in page["value"]:
+            if not isinstance(item, dict):
+                raise GraphError(
+                    "a collection item is not a JSON object", endpoint=endpoint_name(path_or_url)
+                )
+            yield item
 
 
 def _batch_response(raw: Any) -> BatchResponse | None:

@@ -110,6 +110,13 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
     ),
     GraphCall(
         "GET",
+        "/communications/callRecords/{id}",
+        "CallRecords.Read.All",
+        False,
+        "A call's sessions, for who was in a channel meeting when ($expand=sessions)",
+    ),
+    GraphCall(
+        "GET",
         "/communications/callRecords/{id}/participants_v2",
         "CallRecords.Read.All",
         False,
@@ -167,6 +174,66 @@ GRAPH_CALLS: tuple[GraphCall, ...] = (
         False,
         "Web app: put an SLT member's monitoring drop-in (the lesson's join link, a reminder) into "
         "their own calendar; never a new Teams meeting",
+    ),
+    GraphCall(
+        "GET",
+        "/chats/{id}/messages/{id}",
+        "Chat.Read.All",
+        False,
+        "Change notifications: read the one meeting-chat message a notification names, to see "
+        "whether a pupil wrote it (protected API: request access)",
+    ),
+    GraphCall(
+        "GET",
+        "/teams/{id}/channels/{id}/messages/{id}/replies/{id}",
+        "ChannelMessage.Read.All",
+        False,
+        "Change notifications: read the one reply in a channel meeting's conversation a "
+        "notification names (protected API)",
+    ),
+    GraphCall(
+        "POST",
+        "/subscriptions",
+        "(the watched resource's own: CallRecords.Read.All, Chat.Read.All, "
+        "ChannelMessage.Read.All, Calendars.Read)",
+        False,
+        "Change notifications: subscribe to call records, a live meeting's chat, a staff calendar",
+    ),
+    GraphCall(
+        "PATCH",
+        "/subscriptions/{id}",
+        "(the watched resource's own)",
+        False,
+        "Change notifications: renew (and reauthorize) a subscription before it expires",
+    ),
+    GraphCall(
+        "DELETE",
+        "/subscriptions/{id}",
+        "(the watched resource's own)",
+        False,
+        "Change notifications: end a meeting's subscriptions after it is over",
+    ),
+    GraphCall(
+        "POST",
+        "/beta/subscriptions",
+        "OnlineMeetings.Read.All",
+        False,
+        "Opt-in live roster (Graph beta): subscribe to a live meeting's call events (CallStarted, "
+        "CallRosterUpdate, CallEnded)",
+    ),
+    GraphCall(
+        "PATCH",
+        "/beta/subscriptions/{id}",
+        "OnlineMeetings.Read.All",
+        False,
+        "Opt-in live roster (Graph beta): renew a meeting's call-events subscription",
+    ),
+    GraphCall(
+        "DELETE",
+        "/beta/subscriptions/{id}",
+        "OnlineMeetings.Read.All",
+        False,
+        "Opt-in live roster (Graph beta): end it after the meeting",
     ),
     GraphCall(
         "POST",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -23,6 +24,17 @@ def job_id(tenant_id: str) -> str:
 
 def purge_job_id(tenant_id: str) -> str:
     return f"purge:{tenant_id}"
+
+
+@dataclass(frozen=True)
+class IntervalJob:
+    """Another named job run beside the poll (e.g. keeping change-notification subscriptions);
+    it must not raise (an exception is logged by the scheduler and the job runs again)."""
+
+    id: str
+    name: str
+    func: Callable[[], object]
+    seconds: float
 
 
 # The daily retention purge runs in the quiet of the night, school local time.
@@ -48,21 +60,28 @@ def run_scheduled(
     max_cycles: int | None = None,
     on_result: Callable[[PollResult], None] | None = None,
     install_signal_handlers: bool = True,
+    wake: Callable[[], bool] | None = None,
+    jobs: Sequence[IntervalJob] = (),
 ) -> int:
     """Poll every ``interval_seconds`` until stopped; return the number of cycles run.
 
     The job has an explicit id, ``max_instances=1`` (a slow cycle is never overlapped by the next)
     and ``coalesce=True`` (missed runs collapse into one). SIGTERM and SIGINT let the running
-    cycle finish its current session, then stop.
+    cycle finish its current session, then stop. ``wake`` is asked twice a second, between
+    cycles, whether to poll now (a change notification said something happened); requests
+    made during a cycle bring one more cycle after it. ``jobs`` run beside the poll, each with
+    its own id, one instance at a time.
     """
     stop = stop or threading.Event()
     cycles = 0
     lock = threading.Lock()
+    running = threading.Event()
 
     def cycle() -> None:
         nonlocal cycles
         if stop.is_set():
             return
+        running.set()
         result: PollResult | None = None
         try:
             result = run_poll(poller)
@@ -71,6 +90,7 @@ def run_scheduled(
         except Exception:
             log.exception("poller.cycle_failed")
         finally:
+            running.clear()
             with lock:
                 cycles += 1
                 reached = max_cycles is not None and cycles >= max_cycles
@@ -111,11 +131,25 @@ def run_scheduled(
         max_instances=1,
         coalesce=True,
     )
+    for job in jobs:
+        scheduler.add_job(
+            job.func,
+            "interval",
+            seconds=job.seconds,
+            id=job.id,
+            name=job.name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
     scheduler.start()
     log.info("poller.started", interval_seconds=interval_seconds)
     try:
         while not stop.wait(0.5):
-            pass
+            if wake is not None and not running.is_set() and wake():
+                scheduler.modify_job(
+                    job_id(poller.settings.tenant.tenant_id), next_run_time=datetime.now(UTC)
+                )
     finally:
         scheduler.shutdown(wait=True)
         for signum, handler in previous.items():

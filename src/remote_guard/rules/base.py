@@ -131,6 +131,26 @@ class PriorBreach:
 
 
 @dataclass(frozen=True)
+class PriorUnknown:
+    """A check that could not be made in a session (an ``error`` finding), for rules about
+    patterns over time: the data it could not read may hide a breach by someone in it."""
+
+    rule_id: str
+    session_id: str
+    at: datetime  # when that session started
+    subject_key: str  # the person (or object) the finding was about; "" for the whole session
+    organizer_id: str | None  # who organised that session
+    # For a finding about the whole session: who of the people the history was asked for took
+    # part in it (any of them may be the one it hides a breach by).
+    people: frozenset[str] = frozenset()
+
+
+# What a second-stage rule knows of other sessions: breaches found, and checks that could not be
+# made.
+HistoryItem = PriorBreach | PriorUnknown
+
+
+@dataclass(frozen=True)
 class RuleContext:
     """What a rule may know besides the snapshot: the time, its parameters, the registers."""
 
@@ -139,9 +159,10 @@ class RuleContext:
     registers: Registers = field(default_factory=Registers)
     params: BaseModel = field(default_factory=NoParams)
     school_day: SchoolDay | None = None
-    # Unexempted breaches of the people in this session, this session's own included, from the
+    # Unexempted breaches of the people in this session, and the checks that could not be made
+    # in sessions they took part in (or organised), this session's own included, from the
     # sessions of the last HISTORY_DAYS days; only second-stage rules get it.
-    history: tuple[PriorBreach, ...] = ()
+    history: tuple[HistoryItem, ...] = ()
     # The e-mail domains of the school's own accounts (from the directory); empty if unknown.
     school_domains: frozenset[str] = frozenset()
 

@@ -111,6 +111,8 @@ def import_models() -> None:
     from remote_guard.dropins import models as _dropins  # noqa: F401
     from remote_guard.exemptions import models as _exemptions  # noqa: F401
     from remote_guard.findings import models as _findings  # noqa: F401
+    from remote_guard.leases import models as _leases  # noqa: F401
     from remote_guard.one_to_ones import models as _one_to_ones  # noqa: F401
     from remote_guard.poll import models as _poll  # noqa: F401
+    from remote_guard.subscriptions import models as _subscriptions  # noqa: F401
     from remote_guard.web import models as _web  # noqa: F401

@@ -26,7 +26,9 @@ from remote_guard.web.context import web_context
 
 router = APIRouter(tags=["dsl"])
 
-CaseIdPath = Annotated[int, Path(ge=1, le=2**62, description="The case's number")]
+# Case numbers are an Integer column: PostgreSQL refuses a larger number in the query itself (a
+# server error), where SQLite would just find no case. Larger ones are refused as invalid.
+CaseIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="The case's number")]
 SessionIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 

@@ -21,6 +21,7 @@ from remote_guard.dropins.models import OUTCOME_LABELS, STATUS_LABELS, DropInOut
 from remote_guard.dropins.service import MAX_MINUTES, MIN_MINUTES, DropInError
 from remote_guard.one_to_ones.service import METHOD_LABELS
 from remote_guard.one_to_ones.service import STATUS_LABELS as REGISTRATION_STATUS_LABELS
+from remote_guard.subscriptions.alerts import open_alerts
 from remote_guard.web import access, slt_actions
 from remote_guard.web.access import User
 from remote_guard.web.auth import requires
@@ -72,11 +73,19 @@ def _common(request: Request) -> dict[str, Any]:
 def board(request: Request, user: SltUser, school: str | None = None) -> Response:
     web = web_context(request)
     rows = slt_actions.board(web, user, school)
+    # Staff alone with a pupil right now (change notifications), to drop in on at once.
+    with web.db() as db:
+        live_alerts = open_alerts(
+            db,
+            visible=lambda key: access.can_see_school(user, key),
+            school=slt_actions.school_filter(user, school),
+        )
     return render(
         request,
         "slt/board.html",
         {
             "title": "SLT board",
+            "live_alerts": live_alerts,
             "rows": rows,
             "live": [row for row in rows if row.live],
             "upcoming": [row for row in rows if not row.live],
