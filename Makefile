@@ -2,7 +2,7 @@
 # Run `make help` to list the targets.
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
@@ -33,8 +33,9 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy --strict over src/
 	$(BIN)/mypy
 
-pytest: $(STAMP) ## pytest only (two processes)
+pytest: $(STAMP) ## pytest on SQLite, then the tests that store data again on PostgreSQL
 	$(BIN)/pytest -n 2
+	REMOTE_GUARD_TEST_DATABASE=postgresql $(BIN)/pytest -n 2
 
 screenshots: $(STAMP) ## Regenerate docs/screenshots/*.png from the browser tests (needs chromium)
 	REMOTE_GUARD_SCREENSHOTS=1 $(BIN)/pytest -q -m browser -k screenshot tests/web

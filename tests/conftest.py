@@ -30,7 +30,6 @@ from tests import databases, postgres
 # Connections opened on the thread running the tests, by database. A server thread a wider
 # fixture left running would otherwise be counted against whichever test happens to run.
 _CONNECTIONS: Counter[str] = Counter()
-_ENFORCE = False
 
 # A test using one of these (directly or through another fixture) is marked by that alone.
 DATABASE_FIXTURES = ("database_url", "module_database_url")
@@ -108,8 +107,6 @@ def _test_database(request: pytest.FixtureRequest) -> Iterator[None]:
     if folder is not None:
         databases.drop_databases(folder)
     opened = _CONNECTIONS - before
-    if not _ENFORCE:
-        return
     if opened and not declared:
         pytest.fail(
             f"{node.nodeid} connected to a database ({', '.join(sorted(opened))}) but is not "

@@ -221,3 +221,66 @@ def test_reviews_and_withdrawals_are_in_the_export_with_others_hidden(polled: Ru
     (withdrawal,) = consent["withdrawals"]
     assert withdrawal["told_by"] == WITHHELD
     assert withdrawal["note"] == "By phone"
+
+
+@pytest.mark.e2e
+def test_live_records_are_in_the_export_with_others_hidden(polled: Running) -> None:
+    """What the live notifications recorded of p1 (a stay in a live call, a live chat post, a
+    live alert to SLT naming p1 and the teacher) is in p1's export, the teacher a placeholder;
+    another pupil's live stay is not."""
+    from remote_guard.subscriptions.models import (
+        LiveAlertRow,
+        LiveChatMessageRow,
+        LiveParticipantRow,
+    )
+
+    me, teacher = polled.scenario.person_id("p1"), polled.scenario.person_id("t.jones")
+    other = polled.scenario.person_id("p2")
+    with polled.poller.db() as session:
+        lesson = next(s["session_id"] for s in build(session, me, now=NOW)["sessions"])
+    with polled.poller.db() as session:
+        for n, who in enumerate((me, other, teacher)):
+            session.add(
+                LiveParticipantRow(
+                    session_id=lesson,
+                    participant_id=f"participant-{n}",
+                    person_id=who,
+                    kind="pupil",
+                    display_name=f"stay {n}",
+                    joined_at=NOW - timedelta(minutes=10 - n),
+                    complete_call=True,
+                )
+            )
+        session.add(
+            LiveChatMessageRow(
+                session_id=lesson,
+                message_id="live-message-1",
+                thread_id="19:meeting@thread.v2",
+                sender_id=me,
+                sender_name="Pupil 1",
+                created_at=NOW - timedelta(minutes=5),
+                received_at=NOW - timedelta(minutes=5),
+            )
+        )
+        session.add(
+            LiveAlertRow(
+                id="live-alert-1",
+                session_id=lesson,
+                staff_id=teacher,
+                pupil_id=me,
+                reason="Mrs Jones is alone with Pupil 1 and no registration covers it",
+                raised_at=NOW - timedelta(minutes=4),
+            )
+        )
+        session.flush()
+        data = build(session, me, now=NOW)
+        session.rollback()  # the module's other tests see the store as the fixture left it
+
+    assert [stay["display_name"] for stay in data["live_presence"]] == ["stay 0"]
+    assert [post["message_id"] for post in data["live_chat_posts"]] == ["live-message-1"]
+    (alert,) = data["live_alerts"]
+    assert alert["pupil_id"] == me
+    assert alert["staff_id"].startswith("[other person")
+    assert "Mrs Jones" not in alert["reason"]
+    assert "Pupil 1" in alert["reason"]
+    assert _leaks(data, _others(polled, me), data["names_held"]) == []

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from remote_guard.fakegraph.harness import scenario_clock
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
+from remote_guard.store.db import transaction
 from remote_guard.web.security import PLAIN_COOKIE
 from tests import databases
 from tests.web.conftest import (
@@ -142,6 +143,9 @@ def _routes(tmp_path_factory: pytest.TempPathFactory | None = None) -> list[Rout
         app = build_web_tenant(server, scenario, Path(folder), database_url=database_url).app
         return route_table(app)
 
+
+# Every test here but the first signs in or posts, and so stores web sessions in the database.
+pytestmark = pytest.mark.database
 
 ROUTES = _routes()
 GET_ROUTES = [r for r in ROUTES if "GET" in r.methods and not r.path.startswith("/probe/boom")]
@@ -375,7 +379,6 @@ def _cli(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     return main(args)
 
 
-@pytest.mark.database
 def test_report_output_is_written_exactly_where_the_operator_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,7 +409,6 @@ def test_report_output_is_written_exactly_where_the_operator_says(
     assert written == ["abs/r.json", "up/r.json"]
 
 
-@pytest.mark.database
 def test_subject_access_file_names_come_from_the_person_id_made_safe(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -430,3 +432,52 @@ def test_subject_access_file_names_come_from_the_person_id_made_safe(
     ]
     outside = [p for p in tmp_path.rglob("subject-access-*") if p.parent != exports]
     assert outside == []
+
+
+# --- NUL characters ----------------------------------------------------------------------------
+
+
+def test_a_nul_character_in_a_form_is_refused_and_stores_nothing(
+    tenant: WebTenant,
+) -> None:
+    """A NUL in a form's note (PostgreSQL cannot store or even compare one) gets a 400 and no
+    note is stored; the same note without it is. (The JSON API refuses one field by field:
+    tests/web/test_teacher_api.py.)"""
+    from remote_guard.cases.models import CaseNoteRow
+    from remote_guard.collect.models import SessionRow
+
+    session_id = "nul-test-session"
+    with transaction(tenant.db) as session:
+        if session.get(SessionRow, session_id) is None:
+            at = tenant.clock()
+            session.add(
+                SessionRow(
+                    id=session_id,
+                    kind="meeting",
+                    subject="Reading",
+                    first_seen_at=at,
+                    last_collected_at=at,
+                )
+            )
+    with tenant.db() as session:
+        notes_before = session.scalar(select(func.count()).select_from(CaseNoteRow))
+    with tenant.client() as client:
+        sign_in(client, tenant, "dsl")
+        token = csrf_token(client)
+        url = f"/dsl/sessions/{session_id}/notes"
+        refused = client.post(
+            url,
+            data={"csrf_token": token, "text": "spoke to\x00 the family"},
+            follow_redirects=False,
+        )
+        with tenant.db() as session:
+            notes_after_refusals = session.scalar(select(func.count()).select_from(CaseNoteRow))
+        accepted = client.post(
+            url, data={"csrf_token": token, "text": "spoke to the family"}, follow_redirects=False
+        )
+
+    assert refused.status_code == 400
+    assert notes_after_refusals == notes_before
+    assert accepted.status_code == 303, accepted.text
+    with tenant.db() as session:
+        assert session.scalar(select(func.count()).select_from(CaseNoteRow)) == notes_before + 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +16,10 @@ from sqlalchemy import func, select
 from remote_guard.audit.models import AuditEntryRow
 from remote_guard.cases.models import CaseNoteRow, CaseRow
 from remote_guard.consent.models import ConsentRow, RegistrationRow
+from remote_guard.consent.registers import Consent
+from remote_guard.consent.service import save_consent
 from remote_guard.one_to_ones.models import ConsentWithdrawalRow
+from remote_guard.store.db import transaction
 from remote_guard.web.evaluation import reevaluate
 from tests.web.conftest import csrf_token, sign_in
 from tests.web.teacher_tenant import (
@@ -426,12 +430,24 @@ def test_withdrawing_consent_flags_the_next_session_at_once(
 
 def test_withdrawal_problems(teacher_tenant: TeacherTenant) -> None:
     client = _client(teacher_tenant, "t.oak")
-    with teacher_tenant.web.db() as db:
-        # A consent not withdrawn: the tenant's own, or one a test before registered.
-        consent_id = db.scalars(
-            select(ConsentRow.id).where(ConsentRow.withdrawn_at.is_(None)).limit(1)
-        ).first()
-    assert consent_id is not None
+    # A consent of t.oak's own, not withdrawn: the module's tests share one store, and which of
+    # them ran before this one (and what they withdrew) depends on how the run was split.
+    consent_id = "consent-withdrawal-problems"
+    with transaction(teacher_tenant.web.db) as db:
+        if db.get(ConsentRow, consent_id) is None:
+            save_consent(
+                db,
+                consent=Consent(
+                    id=consent_id,
+                    # Amelia, in t.oak's class (Noah's consent is the withdrawal test's).
+                    pupil_id=teacher_tenant.person_id("p1"),
+                    granted_by="A parent",
+                    relationship="mother",
+                    granted_at=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+                ),
+                recorded_by=teacher_tenant.person_id("t.oak"),
+                now=datetime(2026, 11, 2, 9, 0, tzinfo=UTC),
+            )
     audit_before = _count(teacher_tenant, AuditEntryRow)
 
     answer = client.post(

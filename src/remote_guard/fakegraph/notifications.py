@@ -656,19 +656,7 @@ class Notifier:
                         continue
                     subscription.seen.add(key)
                     resource = f"chats('{chat.id}')/messages('{message.id}')"
-                    items.append(
-                        self._item(
-                            subscription,
-                            state,
-                            "created",
-                            resource,
-                            {
-                                "id": message.id,
-                                "@odata.type": "#Microsoft.Graph.chatMessage",
-                                "@odata.id": resource,
-                            },
-                        )
-                    )
+                    items.append(self._message_created(subscription, state, message.id, resource))
             return items
         if subscription.kind == "channelMessages":
             team_id, channel_id = subscription.target.split("/", 1)
@@ -683,23 +671,28 @@ class Notifier:
                         f"teams('{team_id}')/channels('{channel_id}')/messages"
                         f"('{message.reply_to_id}')/replies('{message.id}')"
                     )
-                items.append(
-                    self._item(
-                        subscription,
-                        state,
-                        "created",
-                        resource,
-                        {
-                            "id": message.id,
-                            "@odata.type": "#Microsoft.Graph.chatMessage",
-                            "@odata.id": resource,
-                        },
-                    )
-                )
+                items.append(self._message_created(subscription, state, message.id, resource))
             return items
         if subscription.kind == "meetingCalls":
             return self._call_events(subscription, state, now)
         return []
+
+    def _message_created(
+        self, subscription: FakeSubscription, state: TenantState, message_id: str, resource: str
+    ) -> dict[str, Any]:
+        """A ``created`` notification for a chat or channel message (its resource data names
+        only the message, as Graph's does without resource data included)."""
+        return self._item(
+            subscription,
+            state,
+            "created",
+            resource,
+            {
+                "id": message_id,
+                "@odata.type": "#Microsoft.Graph.chatMessage",
+                "@odata.id": resource,
+            },
+        )
 
     def _call_events(
         self, subscription: FakeSubscription, state: TenantState, now: datetime

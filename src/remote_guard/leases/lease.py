@@ -48,6 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from remote_guard.leases.models import LeaseRow
 from remote_guard.store.db import UTCDateTime, transaction
@@ -220,23 +221,10 @@ class Leases:
         A lease that expired but was not taken is renewed: its token shows nobody else held
         it, so nothing was done twice.
         """
-        table = _TABLE
         with transaction(self.db) as session:
             now = database_now(session)
-            renewed = _rowcount(
-                session.execute(
-                    update(table)
-                    .where(
-                        table.c.key == grant.key,
-                        table.c.holder == self.holder,
-                        table.c.fencing_token == grant.token,
-                    )
-                    .values(renewed_at=now, expires_at=now + self.length)
-                )
-            )
-        if renewed != 1:
-            grant.lost = True
-            return False
+            if not self._update_held(session, grant, renewed_at=now, expires_at=now + self.length):
+                return False
         grant.expires_at = now + self.length
         return True
 
@@ -280,15 +268,7 @@ class Leases:
             if done:
                 values["done_at"] = now
             released = _rowcount(
-                session.execute(
-                    update(table)
-                    .where(
-                        table.c.key == grant.key,
-                        table.c.holder == self.holder,
-                        table.c.fencing_token == grant.token,
-                    )
-                    .values(values)
-                )
+                session.execute(update(table).where(*self._held(grant)).values(values))
             )
         grant.released = True
         log.debug(
@@ -323,22 +303,9 @@ class Leases:
         Raises:
             LeaseLostError: the lease was taken over or released; roll the transaction back.
         """
-        table = _TABLE
-        held = _rowcount(
-            session.execute(
-                update(table)
-                .where(
-                    table.c.key == grant.key,
-                    table.c.holder == self.holder,
-                    table.c.fencing_token == grant.token,
-                )
-                # A no-op update: it takes the row lock (PostgreSQL) or the write lock (SQLite)
-                # and its row count says whether the lease is still ours.
-                .values(holder=table.c.holder)
-            )
-        )
-        if held != 1:
-            grant.lost = True
+        # A no-op update: it takes the row lock (PostgreSQL) or the write lock (SQLite) and its
+        # row count says whether the lease is still ours.
+        if not self._update_held(session, grant, holder=_TABLE.c.holder):
             raise LeaseLostError(
                 f"lease {grant.key} (fencing token {grant.token}) is no longer held by "
                 f"{self.holder}: it expired and was taken over, or was released"
@@ -351,24 +318,29 @@ class Leases:
         Raises:
             LeaseLostError: the lease is no longer this worker's.
         """
-        table = _TABLE
-        held = _rowcount(
-            session.execute(
-                update(table)
-                .where(
-                    table.c.key == grant.key,
-                    table.c.holder == self.holder,
-                    table.c.fencing_token == grant.token,
-                )
-                .values(run_id=run_id)
-            )
-        )
-        if held != 1:
-            grant.lost = True
+        if not self._update_held(session, grant, run_id=run_id):
             raise LeaseLostError(
                 f"lease {grant.key} (fencing token {grant.token}) was lost before run {run_id} "
                 "began"
             )
+
+    def _update_held(self, session: Session, grant: Grant, **values: Any) -> bool:
+        """Set ``values`` on ``grant``'s row if this worker still holds it with that fencing
+        token; otherwise mark the grant lost. Whether it was still held."""
+        held = _rowcount(session.execute(update(_TABLE).where(*self._held(grant)).values(**values)))
+        if held != 1:
+            grant.lost = True
+            return False
+        return True
+
+    def _held(self, grant: Grant) -> tuple[ColumnElement[bool], ...]:
+        """The conditions that ``grant``'s row is still this worker's, under the same token."""
+        table = _TABLE
+        return (
+            table.c.key == grant.key,
+            table.c.holder == self.holder,
+            table.c.fencing_token == grant.token,
+        )
 
     def prune(self, *, prefix: str, older_than: timedelta) -> int:
         """Delete released leases under ``prefix`` whose work was last touched more than

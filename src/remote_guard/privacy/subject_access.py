@@ -2,8 +2,10 @@
 
 ``build`` gathers, for one person id: the sessions they were in (their own part of each stored
 snapshot: identity, presence, chat messages, recordings they started, and who else was there by
-kind only), the findings naming them with their history, the consents and registrations about
-them or recorded by them, the exemptions naming them, and the audit entries that mention them.
+kind only), what the live notifications recorded of them (their stays in a live call, that they
+posted in a live chat, live alerts to SLT naming them), the findings naming them with their
+history, the consents and registrations about them or recorded by them, the exemptions naming
+them, and the audit entries that mention them.
 
 Nothing about anyone else: other people's ids, names and e-mail addresses are replaced by a
 placeholder ("[other person 3]", the same number for the same person throughout one export), and
@@ -468,6 +470,69 @@ def _registers(session: Session, scrub: _Scrubber) -> dict[str, list[dict[str, A
     }
 
 
+def _live(session: Session, scrub: _Scrubber) -> dict[str, list[dict[str, Any]]]:
+    """What the live notifications recorded of the person: their stays in live calls, their live
+    chat posts (who and when; the text is never stored) and the live alerts that name them."""
+    from remote_guard.subscriptions.models import (
+        LiveAlertRow,
+        LiveChatMessageRow,
+        LiveParticipantRow,
+    )
+
+    me = scrub.person_id
+    stays = session.scalars(
+        select(LiveParticipantRow)
+        .where(LiveParticipantRow.person_id == me)
+        .order_by(LiveParticipantRow.joined_at, LiveParticipantRow.id)
+    )
+    posts = session.scalars(
+        select(LiveChatMessageRow)
+        .where(LiveChatMessageRow.sender_id == me)
+        .order_by(LiveChatMessageRow.created_at, LiveChatMessageRow.message_id)
+    )
+    alerts = session.scalars(
+        select(LiveAlertRow)
+        .where(or_(LiveAlertRow.staff_id == me, LiveAlertRow.pupil_id == me))
+        .order_by(LiveAlertRow.raised_at, LiveAlertRow.id)
+    )
+    return {
+        "live_presence": [
+            {
+                "session_id": stay.session_id,
+                "display_name": stay.display_name,
+                "joined_at": _time(stay.joined_at),
+                "left_at": _time(stay.left_at),
+            }
+            for stay in stays
+        ],
+        "live_chat_posts": [
+            {
+                "session_id": post.session_id,
+                "message_id": post.message_id,
+                "posted_at": _time(post.created_at),
+                "received_at": _time(post.received_at),
+            }
+            for post in posts
+        ],
+        "live_alerts": [
+            scrub.value(
+                {
+                    "alert": alert.id,
+                    "session_id": alert.session_id,
+                    "staff_id": alert.staff_id,
+                    "pupil_id": alert.pupil_id,
+                    "reason": alert.reason,
+                    "status": alert.status,
+                    "raised_at": _time(alert.raised_at),
+                    "cleared_at": _time(alert.cleared_at),
+                    "cleared_reason": alert.cleared_reason,
+                }
+            )
+            for alert in alerts
+        ],
+    }
+
+
 def _audit_entries(session: Session, scrub: _Scrubber, objects: set[str]) -> list[dict[str, Any]]:
     me = scrub.person_id
     conditions = [
@@ -542,7 +607,9 @@ def build(session: Session, person_id: str, *, now: datetime) -> dict[str, Any]:
     findings, finding_keys = _findings(session, scrub, session_ids)
     registers = _registers(session, scrub)
     cases = _cases(session, scrub, session_ids)
+    live = _live(session, scrub)
     objects = {*session_ids, *finding_keys, *(c["case"] for c in cases)}
+    objects.update(a["alert"] for a in live["live_alerts"])
     objects.update(c["consent"] for c in registers["consents"])
     objects.update(r["registration"] for r in registers["registrations"])
     objects.update(x["exemption"] for x in registers["exemptions"])
@@ -554,6 +621,7 @@ def build(session: Session, person_id: str, *, now: datetime) -> dict[str, Any]:
         "sessions": sessions,
         "findings": findings,
         "cases": cases,
+        **live,
         **registers,
         "audit_entries": entries,
         "about_others": (
@@ -568,6 +636,9 @@ def counts(data: Mapping[str, Any]) -> dict[str, int]:
         "sessions",
         "findings",
         "cases",
+        "live_presence",
+        "live_chat_posts",
+        "live_alerts",
         "consents",
         "registrations",
         "exemptions",
