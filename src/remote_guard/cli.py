@@ -475,10 +475,30 @@ def _refuse_beside_workers(poller: Poller) -> None:
 
 def _poll_as_worker(poller: Poller, *, once: bool) -> int:
     """Run the worker loop; with ``once``, print what each part's run did. Exit code 1 if a
-    run failed."""
+    run failed. With change notifications on, the workers keep the subscriptions (one at a
+    time) and poll at once when the web app's receiver asks.
+
+    Raises:
+        UsageError: notifications are to be received by the poller, which workers cannot do.
+    """
     from remote_guard.leases.work import run_worker
 
-    report = run_worker(poller, once=once)
+    config = poller.settings.notifications
+    if config.enabled and config.receiver == "poller":
+        raise UsageError(
+            '[notifications] receiver = "poller" cannot be used with poll --worker: Graph posts '
+            'to one address, which must stay up when a worker stops. Set receiver = "web" and '
+            "run `remote-guard serve` to receive; the workers keep the subscriptions and hear "
+            "its poll-now requests through the database."
+        )
+    if config.enabled:
+        from remote_guard.subscriptions.hub import Notifications
+
+        hub = Notifications(poller)
+        hub.attach()
+        report = run_worker(poller, once=once, wake=hub.waker.due, jobs=hub.jobs())
+    else:
+        report = run_worker(poller, once=once)
     if once:
         print(
             json.dumps(

@@ -30,7 +30,7 @@ import hashlib
 import random
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, timedelta
@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from remote_guard.collect.collector import FoundIn, normalise_join_url, session_id_for_join_url
 from remote_guard.collect.models import CalendarEventRow, CalendarSyncRow
 from remote_guard.leases.lease import Grant, LeaseLostError, Leases, worker_id
-from remote_guard.poll.scheduler import PURGE_HOUR, PURGE_MINUTE, daily_purge
+from remote_guard.poll.scheduler import PURGE_HOUR, PURGE_MINUTE, IntervalJob, daily_purge
 from remote_guard.poll.service import (
     CyclePart,
     CycleStoppedError,
@@ -68,6 +68,11 @@ SESSION_LEASES_KEPT = timedelta(days=1)
 # How often an idle worker looks for due work, at most: a dead worker's part is taken over
 # within this of its lease expiring.
 IDLE_WAIT_MAX_SECONDS = 15.0
+# How often an idle worker asks ``wake`` whether a poll is wanted now.
+WAKE_CHECK_SECONDS = 0.5
+# After a poll-now request a part is taken again if its last cycle ended this long ago: call
+# records arrive in bursts when lessons end, and one cycle reads them all.
+WAKE_MIN_GAP = timedelta(seconds=15)
 
 
 def shard_of(mailbox_id: str, shards: int) -> int:
@@ -371,10 +376,17 @@ def run_worker(
     holder: str | None = None,
     install_signal_handlers: bool = True,
     on_result: Callable[[WorkUnit, PollResult], None] | None = None,
+    wake: Callable[[], bool] | None = None,
+    jobs: Sequence[IntervalJob] = (),
 ) -> WorkerReport:
     """Poll the configured tenant's due parts under leases until stopped (with ``once``: until
     no part is due and free). SIGTERM and SIGINT end the cycle under way at the next session
     (that run ends ``interrupted``), release every lease this worker holds, and return.
+
+    ``wake`` (a change notification asked for a poll now) makes every part due that has not
+    run in the last ``WAKE_MIN_GAP``; an idle worker asks it twice a second. Each of ``jobs``
+    (keeping the subscriptions) runs every ``job.seconds`` in one worker at a time, under a
+    lease of its own.
 
     A database that cannot be reached is logged and tried again after a pause.
 
@@ -401,16 +413,20 @@ def run_worker(
         shards=len(units),
         lease_seconds=settings.poll.lease_seconds,
     )
+    woken = False
     with _signals_stop(stop, install=install_signal_handlers):
         try:
             while not stop.is_set():
                 ran = False
+                woken = woken or (wake is not None and wake())
+                due_after = WAKE_MIN_GAP if woken else interval
+                woken = False
                 try:
                     # In a random order, so that workers starting together take different parts.
                     for unit in rng.sample(units, len(units)):
                         if stop.is_set():
                             break
-                        grant = leases.claim(unit.key, not_done_since=interval)
+                        grant = leases.claim(unit.key, not_done_since=due_after)
                         if grant is None:
                             continue
                         ran = True
@@ -427,6 +443,8 @@ def run_worker(
                             on_result(unit, result)
                     if _purge_if_due(poller, leases, stop):
                         ran = True
+                    for job in jobs:
+                        _job_if_due(job, poller, leases, stop)
                 except SQLAlchemyError as exc:
                     # The database is unreachable: nothing can be claimed or recorded. Wait and
                     # try again, as the scheduled poller does; leases held meanwhile expire.
@@ -435,21 +453,26 @@ def run_worker(
                 if once and not ran:
                     break
                 if not ran:
-                    stop.wait(idle)
+                    woken = _idle_wait(stop, idle, wake)
         finally:
-            heartbeat.stop()
-            try:
-                released = leases.release_all()
-            except SQLAlchemyError as exc:
-                log.warning("worker.release_failed", error=type(exc).__name__)
-                released = 0
-            log.info(
-                "worker.stopped",
-                holder=leases.holder,
-                cycles=len(report.results),
-                leases_released=released,
-            )
+            _shut_down(leases, heartbeat, report)
     return report
+
+
+def _shut_down(leases: Leases, heartbeat: Heartbeat, report: WorkerReport) -> None:
+    """Stop renewing and give up every lease still held, so others need not wait for them."""
+    heartbeat.stop()
+    try:
+        released = leases.release_all()
+    except SQLAlchemyError as exc:
+        log.warning("worker.release_failed", error=type(exc).__name__)
+        released = 0
+    log.info(
+        "worker.stopped",
+        holder=leases.holder,
+        cycles=len(report.results),
+        leases_released=released,
+    )
 
 
 def _run_unit(
@@ -493,6 +516,39 @@ def _run_unit(
             sessions_left_to_others=run.skipped,
             calls_deferred=run.deferred,
         )
+
+
+def _idle_wait(stop: threading.Event, seconds: float, wake: Callable[[], bool] | None) -> bool:
+    """Wait ``seconds`` (or until stopped); True as soon as ``wake`` says a poll is wanted."""
+    if wake is None:
+        stop.wait(seconds)
+        return False
+    waited = 0.0
+    while waited < seconds and not stop.is_set():
+        if wake():
+            return True
+        stop.wait(WAKE_CHECK_SECONDS)
+        waited += WAKE_CHECK_SECONDS
+    return False
+
+
+def _job_if_due(job: IntervalJob, poller: Poller, leases: Leases, stop: threading.Event) -> bool:
+    """Run ``job`` if no worker has run it in the last ``job.seconds``, under a lease, so one
+    worker at a time does. Returns whether this worker ran it; never raises (as a scheduled
+    job, a failure is logged and the job runs again when next due)."""
+    if stop.is_set():
+        return False
+    key = f"job:{poller.settings.tenant.tenant_id}:{job.id}"
+    grant = leases.claim(key, not_done_since=timedelta(seconds=job.seconds))
+    if grant is None:
+        return False
+    try:
+        job.func()
+    except Exception:
+        log.exception("worker.job_failed", job=job.name)
+    finally:
+        leases.release(grant, done=True)
+    return True
 
 
 def _purge_if_due(poller: Poller, leases: Leases, stop: threading.Event) -> bool:
