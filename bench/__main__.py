@@ -1,21 +1,21 @@
 """Run the benchmarks (``python -m bench``, ``make bench``) and write their results.
 
 Parts: ``graph_load`` (first full sync and steady state, frugal and naive), ``detection``
-(breach to stored finding, with notifications and with polling alone), ``queue_page`` (the DSL
-queue over 100,000 findings, SQLite and PostgreSQL), ``audit_verify`` and ``chaos_soak``.
-``python -m bench`` runs them all; ``python -m bench queue_page detection`` runs those.
+(breach to stored finding, with notifications and with polling alone) and ``queue_page`` (the
+DSL queue over 100,000 findings, SQLite and PostgreSQL) run by default; ``audit_verify`` and
+``chaos_soak`` only when named. ``python -m bench queue_page detection`` runs those.
 
-Each part's figures go to ``bench/results/<part>.json`` and the table of every figure, its
-target and whether it is met to ``bench/results/summary.md`` (a figure that could not be
-measured says why). The default sizes fit in ten minutes on a two-core machine: the large trust
-(50 schools, 2,500 staff, 25,000 pupils, 5,000 sessions) at 100 ms per request, with the first
-full sync prepared rather than paced (see ``bench/graph_load.py``); ``--faithful-first-sync``
-runs it as in production (about a quarter of an hour more).
+Each part's figures go to ``bench/results/<part>.json``, the run's sizes, machine and load to
+``run.json``, and the table of every figure, its target and whether it is met to
+``bench/results/summary.md`` (a figure that could not be measured says why; an estimate says
+so). The defaults fit in ten minutes on a two-core machine (``docs/performance.md``).
 
-Order: the full-size trust is served; its poller prepares the first full sync while a second
-process runs the audit trail and the chaos soak (figures that do not depend on time alone);
-then, with nothing else running, the steady-state cycles, the naive/frugal sample, the
-detection runs and the queue page.
+Order: the full-size trust (50 schools, 2,500 staff, 25,000 pupils, 5,000 sessions) is served
+and its poller prepares the first full sync (latency 0, not paced: its wall time is not a
+figure; ``--faithful-first-sync`` paces it as in production, far longer). Beside it, in
+processes of their own with fake tenants of their own, run the naive/frugal sample and the
+detection runs (on a smaller trust of the same generator). Once those are done, with nothing
+else of the benchmark running, the full-size steady-state cycles, then the queue page.
 """
 
 from __future__ import annotations
@@ -35,13 +35,18 @@ from pathlib import Path
 from typing import Any
 
 PARTS = ("graph_load", "detection", "queue_page", "audit_verify", "chaos_soak")
+DEFAULT_PARTS = ("graph_load", "detection", "queue_page")
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("parts", nargs="*", help=f"parts to run (default all): {', '.join(PARTS)}")
+    parser.add_argument(
+        "parts",
+        nargs="*",
+        help=f"parts to run, of {', '.join(PARTS)} (default: {', '.join(DEFAULT_PARTS)})",
+    )
     parser.add_argument("--schools", type=int, default=50)
     parser.add_argument("--staff-per-school", type=int, default=50)
     parser.add_argument("--pupils-per-school", type=int, default=500)
@@ -51,6 +56,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steady-cycles", type=int, default=2)
     parser.add_argument("--faithful-first-sync", action="store_true")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--wide-concurrency", type=int, default=32)
+    parser.add_argument(
+        "--detection-schools", type=int, default=5, help="size of the detection runs' trust"
+    )
     parser.add_argument("--per-kind", type=int, default=5, help="breaches of each kind, per mode")
     parser.add_argument("--interval", type=float, default=30.0, help="poll interval, seconds")
     parser.add_argument("--findings", type=int, default=100_000)
@@ -67,7 +76,7 @@ def note(message: str) -> None:
 
 def main(argv: list[str]) -> int:  # noqa: PLR0915 (the run, read top to bottom)
     args = parse_args(argv)
-    parts = args.parts or list(PARTS)
+    parts = args.parts or list(DEFAULT_PARTS)
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         note(f"no benchmark called {', '.join(unknown)}; known: {', '.join(PARTS)}")
@@ -83,6 +92,7 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 (the run, read top to bottom)
 
     configure_logging(LoggingSettings(level="error"))
     began = time.perf_counter()
+    load = {"start": machine_load()}
     size = TrustSize(
         schools=args.schools,
         staff_per_school=args.staff_per_school,
@@ -93,65 +103,77 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 (the run, read top to bottom)
         latency_ms=args.latency_ms,
         sample_schools=args.sample_schools,
         steady_cycles=args.steady_cycles,
+        wide_concurrency=args.wide_concurrency,
         faithful_first_sync=args.faithful_first_sync,
         naive=not args.no_naive,
     )
+    detection_spec = {
+        "size": {**size.__dict__, "schools": min(args.detection_schools, size.schools)},
+        "options": detection.DetectionOptions(
+            per_kind=args.per_kind, interval_seconds=args.interval
+        ).__dict__,
+        "latency_ms": args.latency_ms,
+    }
     folder = Path(tempfile.mkdtemp(prefix="remote-guard-bench-"))
     results: dict[str, Any] = {}
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        side_parts = [p for p in ("audit_verify", "chaos_soak") if p in parts]
-        needs_trust = {"graph_load", "detection", "queue_page"} & set(parts)
+        sides = []
+        side_jobs = [
+            ("sample", ["sample"] if "graph_load" in parts else []),
+            ("detection", ["detection"] if "detection" in parts else []),
+            ("extras", [p for p in ("audit_verify", "chaos_soak") if p in parts]),
+        ]
         tenant = None
-        if needs_trust:
+        if {"graph_load", "queue_page"} & set(parts):
             note(f"== serving the trust ({size.schools} schools, {size.sessions} sessions)")
             tenant = TrustTenant(size, folder=folder / "full", latency_ms=args.latency_ms)
             note(f"  {tenant.timings()}")
-        side = _start_side(side_parts, folder, size, load_options) if side_parts else None
-        full: dict[str, Any] | None = None
-        synced: Path | None = None
-        if tenant is not None and ({"graph_load", "detection"} & set(parts)):
+        run = None
+        if tenant is not None and "graph_load" in parts:
             note(
                 "== full-size first sync" + (" (prepared)" if not args.faithful_first_sync else "")
             )
-            run, url = graph_load.start_full(tenant, load_options)
+            run, _url = graph_load.start_full(tenant, load_options)
+        for name, side_parts in side_jobs:
+            if side_parts:
+                spec = {"size": size.__dict__, "load_options": load_options.__dict__}
+                spec["detection"] = detection_spec
+                sides.append(_start_side(name, side_parts, folder, spec))
+        if run is not None:
             run.wait_for_cycles(1)
-            if side is not None:
-                note("== waiting for the parts running beside it")
-                results.update(_finish_side(side))
-                side = None
+            note("== full-size first sync done")
+        side_results: dict[str, Any] = {}
+        if sides:
+            note("== waiting for the parts running beside it")
+            for side in sides:
+                side_results.update(_finish_side(side))
+        if tenant is not None and run is not None:
+            # Nothing else of the benchmark runs now: the steady-state wall times are figures.
             note("== full-size steady-state cycles")
+            load["before_steady_state"] = machine_load()
             full = graph_load.finish_full(tenant, run, load_options, note=note)
             full["tenant"] = tenant.timings()
-            synced = Path(url.removeprefix("sqlite:///"))
-        if side is not None:
-            results.update(_finish_side(side))
-        if "graph_load" in parts and full is not None:
-            # The sample runs with nothing else running: its wall times are figures.
-            note("== naive and frugal on the sample")
-            sampled = graph_load.sample(size, folder / "sample", load_options, note=note)
+            sampled = side_results.pop("sample", None) or {}
+            if "not_measured" in sampled:
+                sampled = {"frugal": sampled, "naive": sampled}
             results["graph_load"] = graph_load.combine(full, sampled, size, load_options)
             results["graph_load"]["tenant"] = full["tenant"]
-        if "detection" in parts and tenant is not None and synced is not None:
-            note("== detection")
-            detection_options = detection.DetectionOptions(
-                per_kind=args.per_kind, interval_seconds=args.interval
-            )
-            try:
-                results["detection"] = detection.run(
-                    tenant, synced, folder / "detection", detection_options, note=note
-                )
-                results["detection"]["scale"] = f"{size.schools} schools, {size.sessions} sessions"
-            except Exception as exc:  # noqa: BLE001 - reported in the table, the rest runs
-                traceback.print_exc()
-                results["detection"] = {
-                    "not_measured": f"the run failed: {type(exc).__name__}: {exc}"
-                }
+        if isinstance(side_results.get("detection"), dict):
+            side_results["detection"]["beside_full_sync"] = run is not None
+        results.update(side_results)
         if "queue_page" in parts and tenant is not None:
             note("== DSL queue page")
-            results["queue_page"] = queue_page.run(
-                tenant, folder / "queue", findings=args.findings, note=note
-            )
+            load["before_queue_page"] = machine_load()
+            try:
+                results["queue_page"] = queue_page.run(
+                    tenant, folder / "queue", findings=args.findings, note=note
+                )
+            except Exception as exc:  # noqa: BLE001 - reported in the table
+                traceback.print_exc()
+                results["queue_page"] = {
+                    "not_measured": f"the run failed: {type(exc).__name__}: {exc}"
+                }
         if tenant is not None:
             tenant.close()
     finally:
@@ -159,23 +181,37 @@ def main(argv: list[str]) -> int:  # noqa: PLR0915 (the run, read top to bottom)
             note(f"working folder kept: {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+    load["end"] = machine_load()
     seconds = round(time.perf_counter() - began, 1)
-    _write(args, parts, results, seconds)
+    _write(args, parts, results, seconds, load)
     note(f"== done in {seconds} s; results in {args.out}")
     return 0
 
 
-def _start_side(
-    parts: list[str], folder: Path, size: Any, options: Any
-) -> tuple[subprocess.Popen[bytes], Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "parts": parts,
-        "folder": str(folder),
-        "size": size.__dict__,
-        "load_options": options.__dict__,
-        "out": str(folder / "side.json"),
+def machine_load() -> dict[str, Any]:
+    """The machine's load averages (1, 5, 15 minutes) and ``uptime``'s line, now."""
+    one, five, fifteen = os.getloadavg()
+    try:
+        line = subprocess.run(
+            ["uptime"], capture_output=True, text=True, check=False, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        line = ""
+    return {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_1m": round(one, 2),
+        "load_5m": round(five, 2),
+        "load_15m": round(fifteen, 2),
+        "uptime": line,
     }
+
+
+def _start_side(
+    name: str, parts: list[str], folder: Path, extra: dict[str, Any]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    folder = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"parts": parts, "folder": str(folder), "out": str(folder / "side.json"), **extra}
     spec_path = folder / "side.spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
@@ -196,9 +232,13 @@ def _finish_side(side: tuple[subprocess.Popen[bytes], Path]) -> dict[str, Any]:
 
 
 def _write(
-    args: argparse.Namespace, parts: list[str], results: dict[str, Any], seconds: float
+    args: argparse.Namespace,
+    parts: list[str],
+    results: dict[str, Any],
+    seconds: float,
+    load: dict[str, Any],
 ) -> None:
-    from bench._summary import markdown
+    from bench._summary import header, markdown
 
     machine = {
         "cpus": os.cpu_count(),
@@ -211,19 +251,14 @@ def _write(
         "parts": parts,
         "arguments": {k: str(v) for k, v in vars(args).items()},
         "machine": machine,
+        "load": load,
     }
     for part, figures in results.items():
         (args.out / f"{part}.json").write_text(
             json.dumps(figures, indent=1, default=str) + "\n", encoding="utf-8"
         )
     (args.out / "run.json").write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
-    header = (
-        f"# Benchmark results\n\n`python -m bench {' '.join(parts)}` on {machine['cpus']} CPUs, "
-        f"Python {machine['python']}, finished {run['finished']} in {seconds:.0f} s "
-        f"(budget: 600 s). Each figure's JSON is beside this file; `docs/performance.md` "
-        "explains how each is measured and what limits it."
-    )
-    (args.out / "summary.md").write_text(markdown(results, header=header), encoding="utf-8")
+    (args.out / "summary.md").write_text(markdown(results, header=header(run)), encoding="utf-8")
 
 
 if __name__ == "__main__":

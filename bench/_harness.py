@@ -221,6 +221,8 @@ class TrustTenant:
         unpaced: bool = False,
         pause_after: int | None = None,
         wait: bool = True,
+        poll_from_cycle: list[list[Any]] | None = None,
+        nice: int = 0,
     ) -> WorkerRun:
         """Start the poller in a child process; wait for it unless ``wait`` is False.
 
@@ -229,6 +231,9 @@ class TrustTenant:
         ``prepare``: the first cycle does not pace itself (see :mod:`bench._worker`);
         ``unpaced``: no cycle does.
         ``pause_after``: after that many cycles it waits for :meth:`WorkerRun.go`.
+        ``poll_from_cycle``: ``[[cycle, {setting: value}], ...]``, ``[poll]`` settings changed
+        from that cycle on (0 is the first). ``nice``: the process starts at that lower
+        priority (see :meth:`WorkerRun.normal_priority`).
         """
         self._runs += 1
         name = f"run{self._runs}-{mode}"
@@ -241,6 +246,8 @@ class TrustTenant:
             "prepare": prepare,
             "unpaced": unpaced,
             "pause_after": pause_after,
+            "poll_from_cycle": poll_from_cycle or [],
+            "nice": nice,
             "clock": self.clock.spec(),
             "mode": mode,
             "cycles": cycles,
@@ -308,6 +315,21 @@ class WorkerRun:
     def go(self) -> None:
         """Let a worker paused after a cycle go on."""
         Path(f"{self.out}.go").touch()
+
+    def normal_priority(self) -> bool:
+        """Set every thread of the worker back to the normal priority (nice 0); whether it
+        could (raising a priority needs the right to, as root has)."""
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        try:
+            ids = [int(task.name) for task in tasks.iterdir()]
+        except OSError:
+            ids = [self.process.pid]
+        try:
+            for task_id in ids:
+                os.setpriority(os.PRIO_PROCESS, task_id, 0)
+        except (PermissionError, ProcessLookupError):
+            return False
+        return True
 
     def results(self) -> dict[str, Any]:
         if not self.out.exists():

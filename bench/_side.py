@@ -1,10 +1,11 @@
 """Benchmark parts run in a process of their own, beside the full-size first sync.
 
 ``python -m bench._side SPEC.json`` runs, one after the other, the parts the spec names
-(``audit_verify``, ``chaos_soak``, or ``sample``: naive and frugal polling on the sample of
-schools) and writes their figures to the spec's ``out`` file. They run while the full-size
-poller prepares its first full sync (whose wall time is not a figure), in another process so
-that they do not share the full-size fake tenant's Python lock.
+(``sample``: naive and frugal polling on the sample of schools; ``detection``: detection
+latency on a trust of its own; ``audit_verify``, ``chaos_soak``) and writes their figures to the
+spec's ``out`` file. They run while the full-size poller prepares its first full sync (whose
+wall time is not a figure), each with a fake tenant of its own in this process, so that they do
+not share the full-size fake tenant's Python lock.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def run_part(part: str, spec: dict[str, Any]) -> dict[str, Any]:
         size = TrustSize(**spec["size"])
         options = graph_load.LoadOptions(**spec["load_options"])
         return graph_load.sample(size, Path(spec["folder"]) / "sample", options, note=_note)
+    if part == "detection":
+        from bench import detection
+        from bench.trust import TrustSize
+
+        wanted = spec["detection"]
+        return detection.run_on_own_trust(
+            TrustSize(**wanted["size"]),
+            Path(spec["folder"]) / "detection",
+            detection.DetectionOptions(**wanted["options"]),
+            latency_ms=float(wanted["latency_ms"]),
+            note=_note,
+        )
     if part == "audit_verify":
         from bench import audit_verify
 

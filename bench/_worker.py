@@ -5,8 +5,9 @@ real poller (``build_poller``) from the settings in it, in frugal or naive mode,
 cycles: a fixed number back to back, or one every ``interval_seconds`` until the stop file
 appears. After every cycle it rewrites the results file: per cycle its wall time, status,
 Graph requests (``GraphClient.stats``: HTTP requests, ``$batch`` items, 429s received, retries)
-and counts; and the process's peak resident memory (``ru_maxrss``, the kernel's high-water
-mark of this process alone).
+and counts; its CPU time; and the process's peak resident memory (``VmHWM`` in
+``/proc/self/status``, the kernel's high-water mark of this process's own memory; not
+``ru_maxrss``, which on Linux also holds the memory of the parent it was started from).
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def frugal_switch() -> str | None:
 
 
 def make_poller(spec: dict[str, Any]) -> Poller:
+    if spec.get("nice"):
+        # Preparing only: the parts measured beside it come first. The benchmark sets the
+        # priority back before the cycles it measures.
+        os.nice(int(spec["nice"]))
     settings = settings_from_mapping(spec["settings"], source="bench spec")
     clock = spec_clock(spec)
     frugal = spec["mode"] == "frugal"
@@ -83,9 +88,47 @@ class Unpaced:
         return 0.0
 
 
+def _status_kb(field: str) -> int | None:
+    try:
+        lines = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return None
+
+
 def peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in kilobytes.
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """The process's peak resident memory so far, in MB.
+
+    ``VmHWM`` is the high-water mark of this process's own address space. ``ru_maxrss`` is the
+    fallback where there is no ``/proc``: on Linux it also keeps the resident size of the
+    process this one was forked from at the moment of ``exec`` (the fake tenant's, here).
+    """
+    high_water = _status_kb("VmHWM")
+    if high_water is None:
+        high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(high_water / 1024, 1)
+
+
+def rss_mb() -> float | None:
+    current = _status_kb("VmRSS")
+    return None if current is None else round(current / 1024, 1)
+
+
+def apply_poll_overrides(poller: Poller, spec: dict[str, Any], cycle: int) -> dict[str, Any]:
+    """``[poll]`` settings the spec changes from cycle ``cycle`` on (0 is the first), for
+    measuring one poller process with another setting; what is now in force."""
+    overrides: dict[str, Any] = {}
+    for first, changes in spec.get("poll_from_cycle") or []:
+        if cycle >= int(first):
+            overrides.update(changes)
+    if overrides:
+        settings = poller.settings
+        poll = settings.poll.model_copy(update=overrides)
+        poller.settings = settings.model_copy(update={"poll": poll})
+    return overrides
 
 
 def main(argv: list[str]) -> int:
@@ -112,7 +155,9 @@ def main(argv: list[str]) -> int:
             break
         if stop_file is not None and stop_file.exists():
             break
+        overrides = apply_poll_overrides(poller, spec, number)
         started_wall = time.time()
+        cpu_before = time.process_time()
         before = poller.graph.stats.snapshot()
         prepared = bool(spec.get("unpaced")) or (bool(spec.get("prepare")) and number == 0)
         paced = poller.graph.pacer
@@ -127,22 +172,25 @@ def main(argv: list[str]) -> int:
         finally:
             poller.graph.pacer = paced
         seconds = time.perf_counter() - began
+        cpu_seconds = time.process_time() - cpu_before
         after = poller.graph.stats.snapshot()
         results["cycles"].append(
             {
                 "started": started_wall,
                 "finished": time.time(),
                 "seconds": round(seconds, 3),
+                "cpu_seconds": round(cpu_seconds, 3),
+                "poll_overrides": overrides,
+                "rss_mb": rss_mb(),
                 "status": result.status,
                 "requests": after["requests"] - before["requests"],
                 "batch_items": after["batch_items"] - before["batch_items"],
                 "throttled": after["throttled"] - before["throttled"],
                 "retries": after["retries"] - before["retries"],
-                "by_endpoint": {
-                    name: count - before["by_endpoint"].get(name, 0)
-                    for name, count in after["by_endpoint"].items()
-                    if count - before["by_endpoint"].get(name, 0)
-                },
+                "by_endpoint": _delta(before["by_endpoint"], after["by_endpoint"]),
+                "batched_by_endpoint": _delta(
+                    before.get("batched_by_endpoint", {}), after.get("batched_by_endpoint", {})
+                ),
                 "counts": dict(result.counts),
                 "errors": result.errors[:5],
                 "prepared": prepared,
@@ -241,6 +289,14 @@ def scheduled(poller: Poller, spec: dict[str, Any], results: dict[str, Any], out
     results["finished_at"] = datetime.now(UTC).isoformat()
     _write(out, results)
     return 0
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        name: count - before.get(name, 0)
+        for name, count in after.items()
+        if count - before.get(name, 0)
+    }
 
 
 def _memory_report(out: Path, number: int) -> None:

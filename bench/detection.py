@@ -16,9 +16,11 @@ breaches are made to happen in the fake tenant (:class:`~remote_guard.fakegraph.
 - ``calendar_one_to_one``: a teacher books a Teams one-to-one with a pupil for later today, with
   no registration (a calendar entry: polling sees it through calendar change tracking).
 
-The benchmark watches the database (read-only, every 0.25 s) for the finding (its rule, its
-session and, where there is one, its subject) and for the live alert; latency is the time from
-the breach to the first moment the stored row is visible.
+The benchmark watches both databases (read-only, every 0.1 s, from the first breach on) for
+the finding (its rule, its session and, where there is one, its subject) and for the live
+alert; latency is the time from the breach to the first moment the stored row is visible. With
+notifications it is also split in two: the fake tenant's delivery of the notification (from
+the change to the receiver's answer) and remote_guard's share (from then to the stored row).
 
 With polling alone, Microsoft's rule that Teams resources (chats) are read at most once a day,
 and attendance reports that exist only after a meeting, mean a live lesson's chat and roster
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import TrustTenant, WorkerRun
+from bench.trust import TrustSize
 from remote_guard.collect.collector import session_id_for_join_url
 from remote_guard.fakegraph.scenario import MeetingSpec
 
@@ -53,6 +56,8 @@ RULES = {
     "calendar_one_to_one": ("one_to_one_without_consent",),
 }
 ONE_TO_ONE_THRESHOLD_SECONDS = 120  # the rule's default threshold_seconds
+# Breaches in a live session: with polling alone, their lesson is ended after them.
+LIVE_KINDS = ("pupil_chat", "outside_joiner", "one_to_one")
 CLIENT_STATE = "bench-client-state-" + "0123456789abcdef" * 2
 
 
@@ -80,6 +85,15 @@ class Breach:
     ended_wall: float | None = None  # polling alone: when the lesson was ended
     detected_wall: float | None = None
     alerted_wall: float | None = None
+    # When the change happened in the fake tenant, what its notification is recognised by
+    # (("resource", a message id) or ("target", a join URL or user id)), and when the fake
+    # tenant's notification of it was answered by the receiver.
+    happened_wall: float | None = None
+    watch: tuple[str, str] | None = None
+    delivered_wall: float | None = None
+    # Live alerts the session already had before the breach (raised and cleared as people
+    # joined one by one): the breach's alert is a new one.
+    known_alerts: frozenset[str] = frozenset()
 
     def latency(self) -> float | None:
         return None if self.detected_wall is None else self.detected_wall - self.at_wall
@@ -93,6 +107,20 @@ class Breach:
         if self.alerted_wall is None or self.alert_from_wall is None:
             return None
         return self.alerted_wall - self.alert_from_wall
+
+    def delivery(self) -> float | None:
+        """From the change to its notification's delivery (the fake tenant's share)."""
+        if self.delivered_wall is None or self.happened_wall is None:
+            return None
+        return self.delivered_wall - self.happened_wall
+
+    def after_delivery(self) -> float | None:
+        """From the notification's delivery to the stored finding (remote_guard's share);
+        for a live one-to-one, to the SLT alert (its finding waits for the rule's threshold)."""
+        if self.delivered_wall is None:
+            return None
+        done = self.alerted_wall if self.kind == "one_to_one" else self.detected_wall
+        return None if done is None else done - self.delivered_wall
 
 
 class Targets:
@@ -112,13 +140,16 @@ class Targets:
             rng.shuffle(pool)
 
     def capacity(self) -> int:
-        """How many breaches of each kind these sessions allow, in all."""
+        """How many breaches of each kind, in each mode, these sessions allow. Polling alone
+        takes a live chat lesson, a live lesson, a small group, a joiner and a teacher per
+        breach of each kind; with notifications, a live chat lesson, a joiner and three
+        teachers (a calendar booking and two meetings booked for their roster)."""
         return min(
-            len(self.chat_lessons),
+            len(self.chat_lessons) // 2,
             len(self.lessons),
-            len(self.joiners),
             len(self.groups),
-            len(self.teachers),
+            len(self.joiners) // 2,
+            len(self.teachers) // 4,
         )
 
     def take(self, pool: list[Any], what: str) -> Any:
@@ -257,11 +288,13 @@ class Injector:
     def act(self, breach: Breach) -> None:
         """Make the breach happen now, and note when."""
         if breach.kind == "pupil_chat":
-            self.live.post(breach.target, breach.actor or "", "can u hear me")
+            message_id = self.live.post(breach.target, breach.actor or "", "can u hear me")
             breach.at_wall = time.time()
+            breach.watch = ("resource", message_id)
         elif breach.kind == "outside_joiner":
             self.live.join(breach.target, breach.actor or "")
             breach.at_wall = time.time()
+            breach.watch = ("target", self.join_url(breach) or "")
         elif breach.kind == "one_to_one":
             _teacher, pupils = breach.call or ("", [])
             for pupil in pupils[:2]:
@@ -270,12 +303,45 @@ class Injector:
             # A one-to-one is a breach once it has lasted the rule's threshold.
             breach.at_wall = alone + ONE_TO_ONE_THRESHOLD_SECONDS
             breach.alert_from_wall = alone
+            breach.watch = ("target", self.join_url(breach) or "")
         else:
             teacher = breach.target
             pupil = breach.actor or ""
             key, session_id = self.book(teacher, [pupil], starts_in=timedelta(hours=1))
             breach.target, breach.session_id = key, session_id
             breach.at_wall = time.time()
+            breach.watch = ("target", self.tenant.state.identities[teacher].id)
+        breach.happened_wall = breach.alert_from_wall or breach.at_wall
+
+    def subscription_targets(self) -> dict[str, str]:
+        """Subscription id -> what it watches (chat id, user id, join URL), lower case."""
+        return {s.id: s.target.lower() for s in self.live.subscriptions()}
+
+    def note_deliveries(self, breaches: list[Breach], targets: dict[str, str]) -> None:
+        """For each breach, when the first notification about it after it happened was
+        delivered (answered by the receiver)."""
+        offset = time.time() - time.monotonic()
+        delivered = sorted(
+            (d.delivered_at + offset, d)
+            for d in self.live.deliveries()
+            if d.kind == "change" and d.delivered and d.delivered_at is not None
+        )
+        for breach in breaches:
+            if breach.watch is None or breach.happened_wall is None:
+                continue
+            how, value = breach.watch[0], breach.watch[1].lower()
+            for at, delivery in delivered:
+                if at < breach.happened_wall:
+                    continue
+                items = delivery.body.get("value", [])
+                if any(
+                    value in str(item.get("resource", "")).lower()
+                    if how == "resource"
+                    else targets.get(str(item.get("subscriptionId"))) == value
+                    for item in items
+                ):
+                    breach.delivered_wall = at
+                    break
 
     def end_lesson(self, breach: Breach) -> None:
         """The lesson ends now: its calendar entry's end moves to now and its call ends."""
@@ -289,35 +355,54 @@ class Injector:
         self.live.close()
 
 
-def _watch(database: Path, breaches: list[Breach], *, until: float, want_alerts: bool) -> None:
-    """Note when each breach's finding (and alert) is first visible in the database."""
+def _check(database: Path, breaches: list[Breach], *, want_alerts: bool) -> None:
+    """Note, for the breaches made so far, whether each one's finding (and alert) is now
+    visible in the database."""
+    made = [b for b in breaches if b.happened_wall is not None]
+    pending = [b for b in made if b.detected_wall is None]
+    alerts = [b for b in made if want_alerts and b.alert_from_wall and not b.alerted_wall]
+    if not pending and not alerts:
+        return
+    now = time.time()
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
     try:
-        while time.time() < until:
-            pending = [b for b in breaches if b.detected_wall is None]
-            alerts = [
-                b for b in breaches if want_alerts and b.alert_from_wall and not b.alerted_wall
-            ]
-            if not pending and not alerts:
-                return
-            now = time.time()
-            found = _open_findings(connection, {b.session_id for b in pending})
-            for breach in pending:
-                hits = found.get(breach.session_id, [])
-                if any(
-                    rule in breach.rules
-                    and (breach.subject_id is None or subject == breach.subject_id)
-                    for rule, subject in hits
-                ):
-                    breach.detected_wall = now
-            if alerts:
-                raised = _alerted_sessions(connection, {b.session_id for b in alerts})
-                for breach in alerts:
-                    if breach.session_id in raised:
-                        breach.alerted_wall = now
-            time.sleep(0.25)
+        found = _open_findings(connection, {b.session_id for b in pending})
+        for breach in pending:
+            hits = found.get(breach.session_id, [])
+            if any(
+                rule in breach.rules and (breach.subject_id is None or subject == breach.subject_id)
+                for rule, subject in hits
+            ):
+                breach.detected_wall = now
+        if alerts:
+            raised = _alerts_by_session(connection, {b.session_id for b in alerts})
+            for breach in alerts:
+                if raised.get(breach.session_id, set()) - breach.known_alerts:
+                    breach.alerted_wall = now
     finally:
         connection.close()
+
+
+def _observe(
+    injector: Injector, modes: list[ModeRun], options: DetectionOptions, *, until: float
+) -> None:
+    """Until ``until``: every 0.1 s, end the polling run's lessons that are due and look for
+    findings and alerts in both databases (also while breaches are still being made)."""
+    polling = next(mode for mode in modes if not mode.notifications)
+    while True:
+        now = time.time()
+        for breach in polling.breaches:
+            if breach.kind not in LIVE_KINDS or breach.happened_wall is None:
+                continue
+            after = 5.0 if breach.kind == "one_to_one" else options.lesson_ends_after
+            if breach.ended_wall is None and now >= breach.at_wall + after:
+                injector.end_lesson(breach)
+        for mode in modes:
+            measurable = [b for b in mode.breaches if b.session_id not in mode.excluded]
+            _check(mode.database, measurable, want_alerts=mode.notifications)
+        if time.time() >= until:
+            return
+        time.sleep(0.1)
 
 
 def _open_findings(
@@ -340,16 +425,32 @@ def _open_findings(
     return found
 
 
-def _alerted_sessions(connection: sqlite3.Connection, session_ids: set[str]) -> set[str]:
+def _alerts_by_session(
+    connection: sqlite3.Connection, session_ids: set[str]
+) -> dict[str, set[str]]:
+    """The ids of every live alert (open or cleared) of each session."""
+    if not session_ids:
+        return {}
     marks = ",".join("?" * len(session_ids))
     try:
         rows = connection.execute(
-            f"select session_id from live_alerts where session_id in ({marks})",  # noqa: S608 - placeholders only
+            f"select session_id, id from live_alerts where session_id in ({marks})",  # noqa: S608 - placeholders only
             sorted(session_ids),
         ).fetchall()
     except sqlite3.OperationalError:
-        return set()
-    return {row[0] for row in rows}
+        return {}
+    found: dict[str, set[str]] = {}
+    for session_id, alert_id in rows:
+        found.setdefault(session_id, set()).add(str(alert_id))
+    return found
+
+
+def _known_alerts(database: Path, session_id: str) -> frozenset[str]:
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+    try:
+        return frozenset(_alerts_by_session(connection, {session_id}).get(session_id, set()))
+    finally:
+        connection.close()
 
 
 def _pre_existing(database: Path, breaches: Iterable[Breach]) -> set[str]:
@@ -439,7 +540,7 @@ def run(
             "polling_alone": {"not_measured": reason},
         }
     targets = Targets(tenant, random.Random(5))
-    per_kind = min(options.per_kind, targets.capacity() // 2)
+    per_kind = min(options.per_kind, targets.capacity())
     if per_kind < 1:
         reason = "the trust is too small for a breach of each kind in each mode"
         return {
@@ -474,26 +575,7 @@ def run(
     injector = Injector(tenant, targets)
     try:
         _settle(modes, options, note, injector.live.subscriptions)
-        for mode in modes:
-            for kind in KINDS:
-                mode.breaches += [
-                    injector.choose(kind, fresh_call=mode.notifications) for _ in range(per_kind)
-                ]
-            # Only what was not found before the breach is measured.
-            mode.excluded = _pre_existing(mode.database, mode.breaches)
-        booked = [
-            b for mode in modes for b in mode.breaches if b.call and b.target.startswith("created")
-        ]
-        if booked:
-            _start_booked_calls(injector, booked, options, note)
-        order = [b for group in zip(*(m.breaches for m in modes), strict=False) for b in group]
-        for breach in sorted(order, key=lambda b: KINDS.index(b.kind)):
-            injector.act(breach)
-            time.sleep(options.spacing_seconds)
-        injected = time.time()
-        note(f"  detection: {len(order)} breaches made")
-        deadline = injected + options.timeout_seconds + ONE_TO_ONE_THRESHOLD_SECONDS
-        _end_lessons_and_watch(injector, modes, modes[0], options, deadline)
+        _breach_and_watch(injector, modes, per_kind, options, note)
     finally:
         stop_file.touch()
         injector.close()
@@ -508,6 +590,90 @@ def run(
         cycles = mode.worker.results().get("cycles", []) if mode.worker else []
         results[mode.name]["cycles"] = len(cycles)
         results[mode.name]["cycle_seconds"] = summarise([c["seconds"] for c in cycles])
+    return results
+
+
+def _breach_and_watch(
+    injector: Injector,
+    modes: list[ModeRun],
+    per_kind: int,
+    options: DetectionOptions,
+    note: Callable[[str], None],
+) -> None:
+    """Choose the breaches, make them happen and watch for their findings and alerts."""
+    for mode in modes:
+        for kind in KINDS:
+            mode.breaches += [
+                injector.choose(kind, fresh_call=mode.notifications) for _ in range(per_kind)
+            ]
+        # Only what was not found before the breach is measured.
+        mode.excluded = _pre_existing(mode.database, mode.breaches)
+    booked = [
+        b for mode in modes for b in mode.breaches if b.call and b.target.startswith("created")
+    ]
+    if booked:
+        _start_booked_calls(injector, booked, options, note)
+    # One of each kind in turn, the two modes alternating: no burst of one kind.
+    order = [
+        (mode, breach)
+        for number in range(per_kind)
+        for kind in KINDS
+        for mode in modes
+        for breach in [b for b in mode.breaches if b.kind == kind][number : number + 1]
+    ]
+    for mode, breach in order:
+        if mode.notifications and breach.kind == "one_to_one":
+            breach.known_alerts = _known_alerts(mode.database, breach.session_id)
+        injector.act(breach)
+        _observe(injector, modes, options, until=time.time() + options.spacing_seconds)
+    injected = time.time()
+    note(f"  detection: {len(order)} breaches made")
+    watched = injector.subscription_targets()
+    deadline = injected + options.timeout_seconds + ONE_TO_ONE_THRESHOLD_SECONDS
+    _end_lessons_and_watch(injector, modes, options, deadline)
+    watched.update(injector.subscription_targets())
+    for mode in modes:
+        if mode.notifications:
+            injector.note_deliveries(mode.breaches, watched)
+
+
+def run_on_own_trust(
+    size: TrustSize,
+    folder: Path,
+    options: DetectionOptions,
+    *,
+    latency_ms: float,
+    note: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Detection on a trust of ``size`` served here: its first full sync prepared (latency 0,
+    no throttling, no pacing: as in :mod:`bench.graph_load`), then :func:`run` at
+    ``latency_ms`` with throttling on.
+
+    Raises:
+        RuntimeError: the preparing poller failed.
+    """
+    began = time.perf_counter()
+    tenant = TrustTenant(size, folder=folder / "tenant", latency_ms=0)
+    try:
+        tenant.reset_limits(latency_ms=0, throttling=False)
+        url = tenant.new_database("synced")
+        prepared = tenant.run_worker(mode="frugal", database_url=url, cycles=1, unpaced=True).wait()
+        note(
+            f"  detection: {size.schools}-school trust prepared in "
+            f"{prepared['cycles'][0]['seconds']:.0f} s"
+        )
+        tenant.reset_limits(latency_ms=latency_ms, throttling=True)
+        results = run(
+            tenant, Path(url.removeprefix("sqlite:///")), folder / "runs", options, note=note
+        )
+        results["scale"] = f"{size.schools} schools, {tenant.trust.facts.total_sessions} sessions"
+        results["schools"] = size.schools
+        results["sessions"] = tenant.trust.facts.total_sessions
+        results["latency_ms"] = latency_ms
+        results["throttling_429s_by_limit"] = tenant.throttling_counts()
+    finally:
+        tenant.close()
+    results["seconds"] = round(time.perf_counter() - began, 1)
     return results
 
 
@@ -568,30 +734,14 @@ def _start_booked_calls(
 
 
 def _end_lessons_and_watch(
-    injector: Injector,
-    modes: list[ModeRun],
-    polling: ModeRun,
-    options: DetectionOptions,
-    deadline: float,
+    injector: Injector, modes: list[ModeRun], options: DetectionOptions, deadline: float
 ) -> None:
-    live_kinds = ("pupil_chat", "outside_joiner", "one_to_one")
-    to_end = sorted(
-        (b for b in polling.breaches if b.kind in live_kinds),
-        key=lambda b: b.at_wall + (0 if b.kind == "one_to_one" else options.lesson_ends_after),
-    )
+    """Observe until every measurable breach is found (and alerted), or until ``deadline``."""
     while time.time() < deadline:
-        now = time.time()
-        for breach in to_end:
-            due = breach.at_wall + (options.lesson_ends_after if breach.kind != "one_to_one" else 5)
-            if breach.ended_wall is None and now >= due:
-                injector.end_lesson(breach)
-        for mode in modes:
-            measurable = [b for b in mode.breaches if b.session_id not in mode.excluded]
-            _watch(
-                mode.database, measurable, until=time.time() + 0.3, want_alerts=mode.notifications
-            )
+        _observe(injector, modes, options, until=time.time() + 0.5)
         if all(
             b.detected_wall is not None
+            and (not (mode.notifications and b.alert_from_wall) or b.alerted_wall is not None)
             for mode in modes
             for b in mode.breaches
             if b.session_id not in mode.excluded
@@ -615,7 +765,30 @@ def _mode_figures(mode: ModeRun) -> dict[str, Any]:
             entry["after_lesson_end"] = summarise([b.after_end() for b in breaches])
         if kind == "one_to_one" and mode.notifications:
             entry["slt_alert"] = summarise([b.alert_latency() for b in breaches])
+        if mode.notifications:
+            entry["fake_delivery"] = summarise([b.delivery() for b in breaches])
+            entry["after_delivery"] = summarise([b.after_delivery() for b in breaches])
         figures["by_kind"][kind] = entry
-    everything = [b.latency() for b in mode.breaches if b.session_id not in mode.excluded]
-    figures["all"] = summarise(everything)
+    measured = [b for b in mode.breaches if b.session_id not in mode.excluded]
+    figures["all"] = summarise([b.latency() for b in measured])
+    if mode.notifications:
+        figures["all_fake_delivery"] = summarise([b.delivery() for b in measured])
+        figures["all_after_delivery"] = summarise([b.after_delivery() for b in measured])
+    figures["breach_log"] = [
+        {
+            "kind": b.kind,
+            "session_id": b.session_id,
+            "latency_s": _round(b.latency()),
+            "alert_s": _round(b.alert_latency()),
+            "fake_delivery_s": _round(b.delivery()),
+            "after_delivery_s": _round(b.after_delivery()),
+            "after_lesson_end_s": _round(b.after_end()),
+            "excluded": b.session_id in mode.excluded,
+        }
+        for b in mode.breaches
+    ]
     return figures
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -156,15 +156,18 @@ def latest_snapshot(db: Session, session_id: str) -> SessionSnapshot | None:
     return SessionSnapshot.model_validate(stored.data) if stored is not None else None
 
 
-def store_snapshot(db: Session, snapshot: SessionSnapshot) -> bool:
+def store_snapshot(db: Session, snapshot: SessionSnapshot, *, read_later: bool = False) -> bool:
     """Store ``snapshot`` as its session's latest, if it says something new (the session row,
-    its times and whether it was read in full stay as the poll left them)."""
+    its times and whether it was read in full stay as the poll left them). ``read_later``: also
+    when only its reading time moved on, for a live roster whose open stays end at that time
+    (the digest leaves the reading time out, and the rules judge the stored snapshot)."""
     row = db.get(SessionRow, snapshot.session_id)
     if row is None:
         return False
     digest = snapshot_digest(snapshot)
     latest = db.get(SnapshotRow, row.latest_snapshot_id) if row.latest_snapshot_id else None
-    if latest is not None and latest.digest == digest:
+    read_since = latest is not None and snapshot.collected_at > latest.collected_at
+    if latest is not None and latest.digest == digest and not (read_later and read_since):
         return False
     stored = SnapshotRow(
         session_id=snapshot.session_id,
@@ -458,12 +461,13 @@ class LiveState:
             if snapshot is None:
                 return None
             changed = apply_overlay(db, snapshot)
-            if snapshot.sources.get("presence") == ROSTER_SOURCE:
+            from_roster = snapshot.sources.get("presence") == ROSTER_SOURCE
+            if from_roster:
                 # Stays still open end "now" for the rules: move the reading time on.
                 snapshot.collected_at = max(snapshot.collected_at, now)
                 changed = True
             if changed:
-                store_snapshot(db, snapshot)
+                store_snapshot(db, snapshot, read_later=from_roster)
         result = reevaluate_sessions(self._poller, [session_id])
         # The DSL's review queue shows the session at once, as after a poll.
         cases_hooks.keep_cases(self._poller)
