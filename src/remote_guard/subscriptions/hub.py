@@ -10,16 +10,13 @@ at ``notification_url``'s path; a poll it asks for reaches the poller through th
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
 import structlog
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -37,6 +34,7 @@ from remote_guard.subscriptions.manager import SubscriptionManager
 from remote_guard.subscriptions.receiver import Receiver, receiver_app, receiver_routes
 from remote_guard.subscriptions.wake import PollWaker
 from remote_guard.subscriptions.worker import NotificationWorker
+from remote_guard.web.server import WebServer, bind
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +43,6 @@ SYNC_SECONDS = 60.0
 # pass its threshold before it records a finding).
 ALERT_REFRESH_SECONDS = 15.0
 IDLE_EVERY_SECONDS = 5.0
-START_TIMEOUT_SECONDS = 15.0
 
 
 def sync_job_id(tenant_id: str) -> str:
@@ -215,16 +212,11 @@ class ReceiverServer:
         Raises:
             OSError: the address cannot be bound.
         """
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind((host.strip("[]"), port))
+        self._sock = bind(host, port)
         self.host = host
         self._certfile = certfile
         self._keyfile = keyfile
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: WebServer | None = None
 
     @property
     def port(self) -> int:
@@ -241,45 +233,21 @@ class ReceiverServer:
             RuntimeError: already started, or not accepting in time.
             ssl.SSLError: the certificate or key cannot be used.
         """
-        if self._thread is not None:
+        if self._server is not None:
             raise RuntimeError("the receiver is already started")
+        options: dict[str, object] = {}
         if self._certfile is not None:
             # Fail here, with the file named, rather than in the server thread.
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(self._certfile), str(self._keyfile))
-        config = uvicorn.Config(
-            app,
-            ssl_certfile=str(self._certfile) if self._certfile else None,
-            ssl_keyfile=str(self._keyfile) if self._keyfile else None,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._sock]},
-            name="notification-receiver",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the notification receiver did not start")
-            time.sleep(0.01)
+            options = {"ssl_certfile": str(self._certfile), "ssl_keyfile": str(self._keyfile)}
+        self._server = WebServer(app, self._sock, name="notification-receiver", **options)
+        self._server.start()
 
     def stop(self) -> None:
         """Stop serving (idempotent)."""
         if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
+            self._server.stop()
         self._server = None
         self._sock.close()
 

@@ -1,4 +1,5 @@
-"""Serving the web app with uvicorn: in a background thread (demo, tests) or in the foreground."""
+"""Serving an app with uvicorn: in a background thread (the web app in the demo and tests, the
+change-notification receiver) or in the foreground."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from types import TracebackType
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 START_TIMEOUT_SECONDS = 15.0
 
@@ -29,7 +30,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _config(app: FastAPI, **options: object) -> uvicorn.Config:
+def _config(app: Starlette, **options: object) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level="warning",
@@ -44,12 +45,16 @@ def _config(app: FastAPI, **options: object) -> uvicorn.Config:
 
 
 class WebServer:
-    """The web app served from ``sock`` in a daemon thread until :meth:`stop`."""
+    """``app`` served from ``sock`` in a daemon thread (named ``name``) until :meth:`stop`;
+    ``options`` go to uvicorn (e.g. ``ssl_certfile``)."""
 
-    def __init__(self, app: FastAPI, sock: socket.socket) -> None:
+    def __init__(
+        self, app: Starlette, sock: socket.socket, *, name: str = "web", **options: object
+    ) -> None:
         self.app = app
+        self.name = name
         self._sock = sock
-        self._server = uvicorn.Server(_config(app))
+        self._server = uvicorn.Server(_config(app, **options))
         self._thread: threading.Thread | None = None
 
     @property
@@ -63,16 +68,16 @@ class WebServer:
             RuntimeError: already started, or the server did not start in time.
         """
         if self._thread is not None:
-            raise RuntimeError("the web server is already started")
+            raise RuntimeError(f"the {self.name} server is already started")
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, name="web", daemon=True
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name=self.name, daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("the web server did not start")
+                raise RuntimeError(f"the {self.name} server did not start")
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -98,7 +103,7 @@ class WebServer:
         self.stop()
 
 
-def serve_forever(app: FastAPI, sock: socket.socket) -> None:
+def serve_forever(app: Starlette, sock: socket.socket) -> None:
     """Serve in the foreground until Ctrl-C. Behind a reverse proxy on this machine that
     terminates TLS, uvicorn trusts its X-Forwarded-* headers (``proxy_headers``)."""
     uvicorn.Server(_config(app, proxy_headers=True)).run(sockets=[sock])
