@@ -19,6 +19,7 @@ from remote_guard.fakegraph.harness import key_maps, scenario_clock, settings_fo
 from remote_guard.fakegraph.scenario import Scenario, parse_scenario
 from remote_guard.fakegraph.server import FakeTenantServer
 from remote_guard.findings.models import FindingRow
+from remote_guard.leases import work
 from remote_guard.leases.lease import Grant, Leases, database_now
 from remote_guard.leases.models import LeaseRow
 from remote_guard.leases.work import (
@@ -376,3 +377,25 @@ def test_a_whole_tenant_part_is_the_single_pollers_cycle() -> None:
         ":shard:1of2",
     )
     assert sharded.mailboxes is not None
+
+
+@pytest.mark.e2e
+@pytest.mark.database
+def test_the_daily_purge_runs_in_one_worker_only(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers in turn, the purge due since last night's 02:30: the first runs it under the
+    ``purge:`` lease, the second finds it done and does not."""
+    ran: list[str] = []
+    monkeypatch.setattr(
+        work, "daily_purge", lambda poller: ran.append(poller.settings.tenant.tenant_id)
+    )
+    poller = build_poller(tenant.settings("purge.db", lease_seconds=30), clock=tenant.clock)
+    for holder in ("worker-a", "worker-b"):
+        run_worker(poller, once=True, holder=holder, install_signal_handlers=False)
+
+    assert ran == [poller.settings.tenant.tenant_id]
+    with poller.db() as session:
+        lease = session.get(LeaseRow, f"purge:{poller.settings.tenant.tenant_id}")
+    assert lease is not None
+    assert (lease.holder, lease.done_at is not None) == (None, True)

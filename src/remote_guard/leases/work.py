@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -536,16 +536,33 @@ def _job_if_due(job: IntervalJob, poller: Poller, leases: Leases, stop: threadin
     """Run ``job`` if no worker has run it in the last ``job.seconds``, under a lease, so one
     worker at a time does. Returns whether this worker ran it; never raises (as a scheduled
     job, a failure is logged and the job runs again when next due)."""
+
+    def run() -> None:
+        try:
+            job.func()
+        except Exception:
+            log.exception("worker.job_failed", job=job.name)
+
     if stop.is_set():
         return False
-    key = f"job:{poller.settings.tenant.tenant_id}:{job.id}"
-    grant = leases.claim(key, not_done_since=timedelta(seconds=job.seconds))
+    return _run_leased(
+        leases,
+        f"job:{poller.settings.tenant.tenant_id}:{job.id}",
+        not_done_since=timedelta(seconds=job.seconds),
+        run=run,
+    )
+
+
+def _run_leased(
+    leases: Leases, key: str, *, not_done_since: datetime | timedelta, run: Callable[[], None]
+) -> bool:
+    """Run ``run`` under the lease ``key`` if its work was not done since ``not_done_since``
+    and no other worker holds it; the work counts as done afterwards. Whether it ran here."""
+    grant = leases.claim(key, not_done_since=not_done_since)
     if grant is None:
         return False
     try:
-        job.func()
-    except Exception:
-        log.exception("worker.job_failed", job=job.name)
+        run()
     finally:
         leases.release(grant, done=True)
     return True
@@ -561,16 +578,12 @@ def _purge_if_due(poller: Poller, leases: Leases, stop: threading.Event) -> bool
     last_slot = local.replace(hour=PURGE_HOUR, minute=PURGE_MINUTE, second=0, microsecond=0)
     if last_slot > local:
         last_slot -= timedelta(days=1)
-    grant = leases.claim(
-        f"purge:{poller.settings.tenant.tenant_id}", not_done_since=last_slot.astimezone(UTC)
+    return _run_leased(
+        leases,
+        f"purge:{poller.settings.tenant.tenant_id}",
+        not_done_since=last_slot.astimezone(UTC),
+        run=lambda: daily_purge(poller),
     )
-    if grant is None:
-        return False
-    try:
-        daily_purge(poller)
-    finally:
-        leases.release(grant, done=True)
-    return True
 
 
 @contextmanager
